@@ -1,0 +1,613 @@
+"""The experiment document: one JSON object that says everything about a run.
+
+It is what the page edits, what a URL encodes, what `dlplay run` executes and
+what the store keeps. Every kind (layer, activation, initializer, optimizer,
+schedule) is a pydantic model with a literal ``kind`` field; the unions below
+are discriminated on it, so the JSON schema of this module *is* the registry
+of names, parameters, types, ranges and defaults (see ``registry.py``).
+
+A minimal document::
+
+    {"data": {"name": "spiral"},
+     "network": {"layers": [
+         {"kind": "linear", "name": "hidden", "out_features": 16, "activation": "tanh"},
+         {"kind": "linear", "name": "out", "out_features": 2}]},
+     "train": {"optimizer": {"kind": "adam", "lr": 0.01}, "epochs": 50}}
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+
+class Spec(BaseModel):
+    """Base of every document part: unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _kind_shorthand(value: Any) -> Any:
+    """Let ``"relu"`` stand for ``{"kind": "relu"}`` so short documents stay short."""
+    if isinstance(value, str):
+        return {"kind": value}
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Activations
+# ---------------------------------------------------------------------------
+
+
+class IdentityAct(Spec):
+    kind: Literal["identity"] = "identity"
+
+
+class SigmoidAct(Spec):
+    kind: Literal["sigmoid"] = "sigmoid"
+
+
+class TanhAct(Spec):
+    kind: Literal["tanh"] = "tanh"
+
+
+class ReLUAct(Spec):
+    kind: Literal["relu"] = "relu"
+
+
+class LeakyReLUAct(Spec):
+    kind: Literal["leaky_relu"] = "leaky_relu"
+    negative_slope: float = Field(0.01, ge=0.0, le=1.0, description="slope for x < 0; lectures use 0.01 or 0.1")
+
+
+class PReLUAct(Spec):
+    kind: Literal["prelu"] = "prelu"
+    init: float = Field(0.25, ge=0.0, le=1.0, description="initial learned slope (He et al. 2015 use 0.25)")
+    per_channel: bool = Field(True, description="one slope per channel/feature instead of one shared slope")
+
+
+class ELUAct(Spec):
+    kind: Literal["elu"] = "elu"
+    alpha: float = Field(1.0, gt=0.0, le=10.0, description="saturation value -alpha for x -> -inf")
+
+
+class GELUAct(Spec):
+    kind: Literal["gelu"] = "gelu"
+
+
+class SiLUAct(Spec):
+    kind: Literal["silu"] = "silu"
+
+
+class SoftplusAct(Spec):
+    kind: Literal["softplus"] = "softplus"
+    beta: float = Field(1.0, gt=0.0, le=100.0, description="sharpness; large beta approaches ReLU")
+
+
+class MaxoutAct(Spec):
+    """Max over groups of ``pieces`` consecutive features/channels: C*k -> C."""
+
+    kind: Literal["maxout"] = "maxout"
+    pieces: int = Field(2, ge=2, le=8, description="k affine pieces per output unit")
+
+
+class SignAct(Spec):
+    """The perceptron's step sgn(x) in {-1, +1}; it has zero gradient, so pair it with the perceptron rule."""
+
+    kind: Literal["sign"] = "sign"
+
+
+ActivationSpec = Annotated[
+    Annotated[
+        Union[
+            IdentityAct, SigmoidAct, TanhAct, ReLUAct, LeakyReLUAct, PReLUAct, ELUAct,
+            GELUAct, SiLUAct, SoftplusAct, MaxoutAct, SignAct,
+        ],
+        Field(discriminator="kind"),
+    ],
+    BeforeValidator(_kind_shorthand),
+]
+
+
+# ---------------------------------------------------------------------------
+# Initializers (per layer, for weights and biases separately)
+# ---------------------------------------------------------------------------
+
+
+class DefaultInit(Spec):
+    """PyTorch's own default for the layer (Kaiming-uniform with a=sqrt(5))."""
+
+    kind: Literal["default"] = "default"
+
+
+class ZerosInit(Spec):
+    kind: Literal["zeros"] = "zeros"
+
+
+class ConstantInit(Spec):
+    kind: Literal["constant"] = "constant"
+    value: float = Field(0.0, ge=-1e3, le=1e3)
+
+
+class NormalInit(Spec):
+    """N(mean, std^2); ``std=0.01`` is the classic ``0.01*randn``."""
+
+    kind: Literal["normal"] = "normal"
+    mean: float = Field(0.0, ge=-1e3, le=1e3)
+    std: float = Field(0.01, ge=0.0, le=1e3)
+
+
+class UniformInit(Spec):
+    """U(-a, a)."""
+
+    kind: Literal["uniform"] = "uniform"
+    a: float = Field(0.05, ge=0.0, le=1e3)
+
+
+class XavierNormalInit(Spec):
+    """N(0, gain^2 * 2/(fan_in+fan_out)) (Glorot & Bengio 2010)."""
+
+    kind: Literal["xavier_normal"] = "xavier_normal"
+    gain: float = Field(1.0, gt=0.0, le=100.0)
+
+
+class XavierUniformInit(Spec):
+    """U(-b, b), b = gain*sqrt(6/(fan_in+fan_out))."""
+
+    kind: Literal["xavier_uniform"] = "xavier_uniform"
+    gain: float = Field(1.0, gt=0.0, le=100.0)
+
+
+class HeNormalInit(Spec):
+    """N(0, gain^2/fan), gain = sqrt(2/(1+a^2)) for (leaky) ReLU (He et al. 2015)."""
+
+    kind: Literal["he_normal"] = "he_normal"
+    mode: Literal["fan_in", "fan_out"] = "fan_in"
+    nonlinearity: Literal["relu", "leaky_relu", "linear", "tanh", "sigmoid"] = "relu"
+    a: float = Field(0.0, ge=0.0, le=1.0, description="negative slope, used when nonlinearity is leaky_relu")
+
+
+class HeUniformInit(Spec):
+    """U(-b, b), b = gain*sqrt(3/fan)."""
+
+    kind: Literal["he_uniform"] = "he_uniform"
+    mode: Literal["fan_in", "fan_out"] = "fan_in"
+    nonlinearity: Literal["relu", "leaky_relu", "linear", "tanh", "sigmoid"] = "relu"
+    a: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class LeCunNormalInit(Spec):
+    """N(0, 1/fan_in) (LeCun 1998): what ``randn/sqrt(fan_in)`` is in the lectures."""
+
+    kind: Literal["lecun_normal"] = "lecun_normal"
+
+
+class OrthogonalInit(Spec):
+    """A (semi-)orthogonal matrix times ``gain`` (Saxe et al. 2014)."""
+
+    kind: Literal["orthogonal"] = "orthogonal"
+    gain: float = Field(1.0, gt=0.0, le=100.0)
+
+
+class LSUVInit(Spec):
+    """Data-dependent: orthogonal, then rescaled so the layer's output variance is 1 on a batch (Mishkin & Matas 2016)."""
+
+    kind: Literal["lsuv"] = "lsuv"
+    target_var: float = Field(1.0, gt=0.0, le=100.0)
+    tolerance: float = Field(0.05, gt=0.0, le=1.0, description="stop when |var - target| < tolerance")
+    max_iters: int = Field(10, ge=1, le=100)
+
+
+InitSpec = Annotated[
+    Annotated[
+        Union[
+            DefaultInit, ZerosInit, ConstantInit, NormalInit, UniformInit, XavierNormalInit,
+            XavierUniformInit, HeNormalInit, HeUniformInit, LeCunNormalInit, OrthogonalInit, LSUVInit,
+        ],
+        Field(discriminator="kind"),
+    ],
+    BeforeValidator(_kind_shorthand),
+]
+
+
+# ---------------------------------------------------------------------------
+# Layers: a DAG of named nodes. ``inputs`` defaults to the previous layer;
+# the network input is called "input".
+# ---------------------------------------------------------------------------
+
+IntPair = Union[int, tuple[int, int]]
+LayerName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")]
+
+
+class LayerBase(Spec):
+    name: LayerName = Field(description="unique name; other layers refer to it in their inputs")
+    inputs: list[LayerName] | None = Field(
+        None, description='names of the layers feeding this one ("input" is the data); default: the previous layer'
+    )
+
+
+class WeightedLayer(LayerBase):
+    weight_init: InitSpec = Field(default_factory=DefaultInit)
+    bias_init: InitSpec = Field(default_factory=DefaultInit)
+
+
+class LinearLayer(WeightedLayer):
+    """Fully connected y = xW^T + b on (N, F) inputs; a (N, C, H, W) input is flattened first."""
+
+    kind: Literal["linear"] = "linear"
+    out_features: int = Field(description="output units")
+    bias: bool = True
+    activation: ActivationSpec | None = Field(None, description="applied after the affine map")
+
+
+class Conv2dLayer(WeightedLayer):
+    """2D convolution on (N, C, H, W). ``groups == in_channels`` gives a depthwise conv, kernel 1 a pointwise one."""
+
+    kind: Literal["conv2d"] = "conv2d"
+    out_channels: int
+    kernel_size: IntPair = 3
+    stride: IntPair = 1
+    padding: Union[IntPair, Literal["same"]] = 0
+    dilation: IntPair = 1
+    groups: int = 1
+    bias: bool = True
+    activation: ActivationSpec | None = None
+
+
+class MaxPool2dLayer(LayerBase):
+    kind: Literal["max_pool2d"] = "max_pool2d"
+    kernel_size: IntPair = 2
+    stride: IntPair | None = Field(None, description="default: kernel_size")
+    padding: IntPair = 0
+
+
+class AvgPool2dLayer(LayerBase):
+    kind: Literal["avg_pool2d"] = "avg_pool2d"
+    kernel_size: IntPair = 2
+    stride: IntPair | None = Field(None, description="default: kernel_size")
+    padding: IntPair = 0
+
+
+class GlobalAvgPoolLayer(LayerBase):
+    """(N, C, H, W) -> (N, C)."""
+
+    kind: Literal["global_avg_pool"] = "global_avg_pool"
+
+
+class FlattenLayer(LayerBase):
+    """(N, C, H, W) -> (N, C*H*W)."""
+
+    kind: Literal["flatten"] = "flatten"
+
+
+class BatchNormLayer(LayerBase):
+    """Batch norm over the batch (and spatial) axes; 1d or 2d is chosen from the input shape."""
+
+    kind: Literal["batch_norm"] = "batch_norm"
+    momentum: float = Field(0.1, gt=0.0, le=1.0, description="weight of the newest batch in the running stats")
+    eps: float = Field(1e-5, gt=0.0, le=1.0)
+
+
+class LayerNormLayer(LayerBase):
+    """Normalizes each example over all its non-batch axes."""
+
+    kind: Literal["layer_norm"] = "layer_norm"
+    eps: float = Field(1e-5, gt=0.0, le=1.0)
+
+
+class GroupNormLayer(LayerBase):
+    kind: Literal["group_norm"] = "group_norm"
+    num_groups: int = Field(2, description="must divide the channel count")
+    eps: float = Field(1e-5, gt=0.0, le=1.0)
+
+
+class InstanceNormLayer(LayerBase):
+    kind: Literal["instance_norm"] = "instance_norm"
+    affine: bool = True
+    eps: float = Field(1e-5, gt=0.0, le=1.0)
+
+
+class DropoutLayer(LayerBase):
+    """Inverted dropout: kept units are scaled by 1/(1-p) in training, so evaluation needs no rescale."""
+
+    kind: Literal["dropout"] = "dropout"
+    p: float = Field(0.5, ge=0.0, lt=1.0, description="drop probability; 0.5 hidden, 0.2 input")
+    spatial: bool = Field(False, description="drop whole channels (Dropout2d) instead of single units")
+
+
+class ActivationLayer(LayerBase):
+    kind: Literal["activation"] = "activation"
+    activation: ActivationSpec
+
+
+class AddLayer(LayerBase):
+    """Elementwise sum of two or more inputs of the same shape (residual connections)."""
+
+    kind: Literal["add"] = "add"
+
+
+class ConcatLayer(LayerBase):
+    """Concatenation along the channel (or feature) axis (dense connections)."""
+
+    kind: Literal["concat"] = "concat"
+
+
+class SqueezeExciteLayer(LayerBase):
+    """Channel attention: global pool -> FC(C/r) -> ReLU -> FC(C) -> sigmoid -> scale channels (Hu et al. 2018)."""
+
+    kind: Literal["squeeze_excite"] = "squeeze_excite"
+    reduction: int = Field(4, ge=1, le=64)
+
+
+class SpatialAttentionLayer(LayerBase):
+    """Spatial attention: [mean_c, max_c] -> conv(k x k) -> sigmoid -> scale positions (CBAM, Woo et al. 2018)."""
+
+    kind: Literal["spatial_attention"] = "spatial_attention"
+    kernel_size: int = Field(7, ge=1, le=15)
+
+
+class MaxoutLayer(WeightedLayer):
+    """Maxout unit: max over ``pieces`` affine maps of the input; has pieces x the parameters of a linear layer."""
+
+    kind: Literal["maxout"] = "maxout"
+    out_features: int
+    pieces: int = Field(2, ge=2, le=8)
+
+
+LayerSpec = Annotated[
+    Union[
+        LinearLayer, Conv2dLayer, MaxPool2dLayer, AvgPool2dLayer, GlobalAvgPoolLayer, FlattenLayer,
+        BatchNormLayer, LayerNormLayer, GroupNormLayer, InstanceNormLayer, DropoutLayer, ActivationLayer,
+        AddLayer, ConcatLayer, SqueezeExciteLayer, SpatialAttentionLayer, MaxoutLayer,
+    ],
+    Field(discriminator="kind"),
+]
+
+
+class NetworkSpec(Spec):
+    """A DAG of layers; the network's output is the last layer."""
+
+    layers: list[LayerSpec] = Field(min_length=1, max_length=256)
+
+
+# ---------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------
+
+
+class AugmentSpec(Spec):
+    """Random, label-preserving (mostly: a flipped 6 is not a 9, but a flipped b is a d) training-time transforms."""
+
+    hflip: bool = Field(False, description="flip left-right with probability 0.5")
+    crop_padding: int = Field(0, ge=0, le=16, description="pad by this many pixels, then crop back at a random offset")
+    rotate_degrees: float = Field(0.0, ge=0.0, le=180.0, description="rotate by a uniform angle in [-d, d]")
+    noise_std: float = Field(0.0, ge=0.0, le=10.0, description="add N(0, std^2) noise to the (preprocessed) input")
+
+
+class DataSpec(Spec):
+    name: str = Field(description="a dataset from the registry (see GET /api/registry), or 'upload:<id>'")
+    n_samples: int | None = Field(None, ge=4, le=200_000, description="generated sets: how many points/images; real sets: a cap")
+    noise: float = Field(0.1, ge=0.0, le=10.0, description="generated sets: noise level")
+    val_fraction: float = Field(0.2, ge=0.0, le=0.9, description="share of examples held out for validation")
+    train_subset: int | None = Field(None, ge=1, description="keep only the first N training examples (e.g. overfit 20)")
+    preprocessing: Literal["none", "center", "standardize"] = Field(
+        "none", description="per-channel mean-centering, or centering and division by the std, from training statistics"
+    )
+    augmentation: AugmentSpec = Field(default_factory=AugmentSpec)
+    seed: int = Field(0, description="seed of generation and of the train/validation split")
+
+
+# ---------------------------------------------------------------------------
+# Training: optimizers and schedules
+# ---------------------------------------------------------------------------
+
+
+class SGDOpt(Spec):
+    """Plain (mini-batch) gradient descent."""
+
+    kind: Literal["sgd"] = "sgd"
+    lr: float = Field(0.1, gt=0.0, le=1e7)
+
+
+class MomentumOpt(Spec):
+    kind: Literal["momentum"] = "momentum"
+    lr: float = Field(0.01, gt=0.0, le=1e7)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+
+
+class NesterovOpt(Spec):
+    kind: Literal["nesterov"] = "nesterov"
+    lr: float = Field(0.01, gt=0.0, le=1e7)
+    momentum: float = Field(0.9, gt=0.0, lt=1.0)
+
+
+class AdaGradOpt(Spec):
+    kind: Literal["adagrad"] = "adagrad"
+    lr: float = Field(0.01, gt=0.0, le=1e7)
+    eps: float = Field(1e-10, gt=0.0, le=1.0)
+
+
+class RMSPropOpt(Spec):
+    kind: Literal["rmsprop"] = "rmsprop"
+    lr: float = Field(0.001, gt=0.0, le=1e7)
+    alpha: float = Field(0.99, gt=0.0, lt=1.0, description="decay of the squared-gradient average")
+    eps: float = Field(1e-8, gt=0.0, le=1.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class AdamOpt(Spec):
+    kind: Literal["adam"] = "adam"
+    lr: float = Field(0.001, gt=0.0, le=1e7)
+    beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    eps: float = Field(1e-8, gt=0.0, le=1.0)
+
+
+class AdamWOpt(Spec):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019)."""
+
+    kind: Literal["adamw"] = "adamw"
+    lr: float = Field(0.001, gt=0.0, le=1e7)
+    beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    eps: float = Field(1e-8, gt=0.0, le=1.0)
+    weight_decay: float = Field(0.01, ge=0.0, le=10.0)
+
+
+class LBFGSOpt(Spec):
+    """Quasi-Newton; meant for full-batch training (set batch_size to "full")."""
+
+    kind: Literal["lbfgs"] = "lbfgs"
+    lr: float = Field(1.0, gt=0.0, le=1e7)
+    history_size: int = Field(10, ge=1, le=100)
+    max_iter: int = Field(20, ge=1, le=200, description="inner iterations per step")
+
+
+class PerceptronOpt(Spec):
+    """Rosenblatt's rule w <- w + a_t (y - y') x with a_t = lr * tau/(tau + epoch); single-unit sign networks only."""
+
+    kind: Literal["perceptron"] = "perceptron"
+    lr: float = Field(1.0, gt=0.0, le=1e7)
+    tau: float = Field(1000.0, gt=0.0, le=1e9, description="decay time constant, in epochs")
+
+
+OptimizerSpec = Annotated[
+    Annotated[
+        Union[SGDOpt, MomentumOpt, NesterovOpt, AdaGradOpt, RMSPropOpt, AdamOpt, AdamWOpt, LBFGSOpt, PerceptronOpt],
+        Field(discriminator="kind"),
+    ],
+    BeforeValidator(_kind_shorthand),
+]
+
+
+class ConstantSchedule(Spec):
+    kind: Literal["constant"] = "constant"
+
+
+class StepSchedule(Spec):
+    """Multiply the LR by ``gamma`` every ``every_epochs`` epochs (halve every k epochs)."""
+
+    kind: Literal["step"] = "step"
+    every_epochs: float = Field(10.0, gt=0.0)
+    gamma: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class ExponentialSchedule(Spec):
+    """lr0 * exp(-k t), t in epochs."""
+
+    kind: Literal["exponential"] = "exponential"
+    k: float = Field(0.1, ge=0.0, le=100.0)
+
+
+class InverseTimeSchedule(Spec):
+    """lr0 / (1 + k t), t in epochs."""
+
+    kind: Literal["inverse_time"] = "inverse_time"
+    k: float = Field(0.1, ge=0.0, le=100.0)
+
+
+class PlateauSchedule(Spec):
+    """Multiply the LR by ``factor`` when the validation loss has not improved for ``patience`` evaluations."""
+
+    kind: Literal["plateau"] = "plateau"
+    factor: float = Field(0.5, gt=0.0, lt=1.0)
+    patience: int = Field(3, ge=0, le=1000)
+    min_lr: float = Field(0.0, ge=0.0)
+
+
+class CosineRestartsSchedule(Spec):
+    """SGDR: cosine from lr0 to ``min_lr`` over ``period_epochs``, then restart; periods grow by ``period_mult``."""
+
+    kind: Literal["cosine_restarts"] = "cosine_restarts"
+    period_epochs: float = Field(10.0, gt=0.0)
+    period_mult: float = Field(1.0, ge=1.0, le=10.0)
+    min_lr: float = Field(0.0, ge=0.0)
+
+
+class CyclicalSchedule(Spec):
+    """Triangular cyclical LR (Smith 2017) between ``min_lr`` and lr0, one cycle every ``period_epochs``."""
+
+    kind: Literal["cyclical"] = "cyclical"
+    min_lr: float = Field(1e-4, ge=0.0)
+    period_epochs: float = Field(4.0, gt=0.0)
+
+
+ScheduleSpec = Annotated[
+    Annotated[
+        Union[
+            ConstantSchedule, StepSchedule, ExponentialSchedule, InverseTimeSchedule, PlateauSchedule,
+            CosineRestartsSchedule, CyclicalSchedule,
+        ],
+        Field(discriminator="kind"),
+    ],
+    BeforeValidator(_kind_shorthand),
+]
+
+
+class EarlyStoppingSpec(Spec):
+    """Stop when the validation loss has not improved by ``min_delta`` for ``patience`` evaluations."""
+
+    patience: int = Field(5, ge=1, le=10_000)
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class TrainConfig(Spec):
+    loss: Literal["cross_entropy", "mse", "hinge"] = Field(
+        "cross_entropy", description="mse is 1/2 ||out - onehot||^2 per example; hinge is the multi-class SVM loss"
+    )
+    optimizer: OptimizerSpec = Field(default_factory=AdamOpt)
+    schedule: ScheduleSpec = Field(default_factory=ConstantSchedule)
+    warmup_steps: int = Field(0, ge=0, le=1_000_000, description="linear warm-up from 0 to the scheduled LR")
+    batch_size: Union[int, Literal["full"]] = Field(32, description='1 is pure SGD, "full" is batch gradient descent')
+    epochs: float | None = Field(10.0, gt=0.0, le=100_000, description="training length in passes over the training set")
+    max_steps: int | None = Field(None, ge=1, description="if set, stop after this many steps (wins over epochs)")
+    l2: float = Field(0.0, ge=0.0, le=100.0, description="adds l2/2 * sum(w^2) over weights (not biases) to the loss")
+    l1: float = Field(0.0, ge=0.0, le=100.0, description="adds l1 * sum(|w|) over weights to the loss")
+    grad_clip: float | None = Field(None, gt=0.0, description="clip the global gradient norm to this value")
+    early_stopping: EarlyStoppingSpec | None = None
+    ema_decay: float | None = Field(
+        None, gt=0.0, lt=1.0, description="keep a running average of the weights (decay per step) and evaluate with it"
+    )
+    freeze: list[LayerName] = Field(default_factory=list, description="layers whose parameters are not trained")
+    eval_every: int | None = Field(
+        None, ge=1, description="evaluate on the validation split every N steps; default: once per epoch"
+    )
+    log_every: int = Field(10, ge=1, le=100_000, description="emit a metrics point every N steps")
+    explosion_factor: float = Field(3.0, gt=1.0, description="stop when the loss exceeds this multiple of its first value")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _positive_batch(self) -> "TrainConfig":
+        if isinstance(self.batch_size, int) and not 1 <= self.batch_size <= 65536:
+            raise ValueError('batch_size must be between 1 and 65536, or "full"')
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("set epochs or max_steps so the run can end")
+        return self
+
+
+# ---------------------------------------------------------------------------
+# Probes (what is measured while training; see server/probes)
+# ---------------------------------------------------------------------------
+
+
+class ProbeConfig(Spec):
+    enabled: bool = True
+    every: int = Field(50, ge=1, description="steps between light probes (activation/gradient/weight statistics)")
+    heavy_every: int = Field(500, ge=1, description="steps between heavy probes (filters, boundary, confusion)")
+    budget: float = Field(0.05, gt=0.0, le=1.0, description="max share of wall time spent in probes")
+    histogram_bins: int = Field(32, ge=4, le=256)
+    boundary_resolution: int = Field(64, ge=8, le=256, description="grid cells per side of 2D boundary maps")
+
+
+class Experiment(Spec):
+    """Everything about one run: data, network, training, probes."""
+
+    version: Literal[1] = 1
+    name: str = Field("untitled", max_length=200)
+    description: str = Field("", max_length=5000)
+    data: DataSpec
+    network: NetworkSpec
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    probes: ProbeConfig = Field(default_factory=ProbeConfig)
