@@ -1,0 +1,123 @@
+"""The `dlplay` command.
+
+    dlplay [--host H] [--port P] [--open]        start the server and print its URL
+    dlplay run EXPERIMENT.json [--steps N]       train headless; JSON Lines on stdout
+
+Invalid input exits with code 2 and one clear line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from pydantic import ValidationError
+
+EXIT_INVALID = 2
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line naming the first offending field of a pydantic error, e.g. ``train.optimizer.lr: ...``."""
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "document"
+    extra = f" (and {error.error_count() - 1} more problems)" if error.error_count() > 1 else ""
+    return f"{location}: {first['msg']}{extra}"
+
+
+def load_experiment(path: str):
+    """Read and validate an experiment document; raises ValueError with a one-line message."""
+    from server.schemas import Experiment
+
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(document, dict) and "experiment" in document and "data" not in document:
+        document = document["experiment"]  # a preset file wraps the document with its description
+    try:
+        return Experiment.model_validate(document)
+    except ValidationError as exc:
+        raise ValueError(f"{path}: invalid experiment: {format_validation_error(exc)}") from None
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Train one experiment headless, printing every protocol message as a JSON line."""
+    from server import protocol
+    from server.runner import RunSession
+
+    try:
+        experiment = load_experiment(args.experiment)
+        if args.steps is not None:
+            experiment = experiment.model_copy(
+                update={"train": experiment.train.model_copy(update={"max_steps": args.steps})}
+            )
+        if args.no_probes:
+            experiment = experiment.model_copy(
+                update={"probes": experiment.probes.model_copy(update={"enabled": False})}
+            )
+        session = RunSession(experiment, run_id=Path(args.experiment).stem, device=args.device)
+    except ValueError as exc:
+        print(f"dlplay: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    stamper = protocol.Stamper(session.run_id)
+    out = sys.stdout
+
+    def emit(messages: list[dict]) -> None:
+        for message in messages:
+            out.write(json.dumps(stamper.stamp(message), separators=(",", ":")) + "\n")
+        out.flush()
+
+    emit(session.start())
+    try:
+        while not session.done:
+            emit(session.advance(max_steps=10_000, max_seconds=0.5))
+    except KeyboardInterrupt:
+        emit(session.stop())
+    failed = session.final is not None and session.final["stop_reason"] in ("non_finite", "exploded")
+    session.close()
+    return 1 if failed else 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from server.app import serve
+
+    serve(args.host, args.port, args.open)
+    return 0
+
+
+def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    from server.config import settings
+
+    serve_parser = argparse.ArgumentParser(prog="dlplay", description="The deep-learning playground server.")
+    serve_parser.add_argument("--host", default=settings.host, help=f"interface to listen on (default {settings.host})")
+    serve_parser.add_argument("--port", type=int, default=settings.port, help=f"port (default {settings.port})")
+    serve_parser.add_argument("--open", action="store_true", help="open the page in a browser")
+
+    run_parser = argparse.ArgumentParser(prog="dlplay run", description="Train an experiment headless; JSON Lines on stdout.")
+    run_parser.add_argument("experiment", help="an experiment document (JSON), e.g. models/lenet5_mnist.json")
+    run_parser.add_argument("--steps", type=int, default=None, help="stop after N steps")
+    run_parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="override train.device")
+    run_parser.add_argument("--no-probes", action="store_true", help="train without probes (metrics only)")
+    return serve_parser, run_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    serve_parser, run_parser = build_parsers()
+    if argv and argv[0] == "run":
+        args = run_parser.parse_args(argv[1:])
+        if args.steps is not None and args.steps < 1:
+            print("dlplay: --steps must be at least 1", file=sys.stderr)
+            return EXIT_INVALID
+        return run_command(args)
+    return serve_command(serve_parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
