@@ -198,3 +198,207 @@ def metrics_message(step_result: Any, train_loss: float, train_acc: float | None
 def many(messages: Iterable[dict[str, Any] | None]) -> list[dict[str, Any]]:
     """Drop the ``None`` entries of a list of optional messages."""
     return [m for m in messages if m is not None]
+
+
+# ---------------------------------------------------------------------------
+# Probe messages (see PROTOCOL.md). Each takes a probe's dataclass and returns
+# a JSON-safe dict; images become PNGs here and nowhere else.
+# ---------------------------------------------------------------------------
+
+
+def _hist_fields(stats: Any) -> dict[str, Any]:
+    """Summary statistics and a histogram over ``edges = [lo, hi]`` in evenly spaced bins."""
+    edges = list(stats.edges)
+    return {
+        "mean": clean_float(stats.mean),
+        "std": clean_float(stats.std),
+        "min": clean_float(stats.min),
+        "max": clean_float(stats.max),
+        "hist": [int(c) for c in stats.hist],
+        "edges": [clean_float(edges[0]), clean_float(edges[-1])] if edges else [0.0, 0.0],
+        "nonfinite": int(getattr(stats, "nonfinite", 0)),
+    }
+
+
+def activations_message(step: int, layers: Sequence[Any]) -> dict[str, Any]:
+    """Per-layer activation statistics from ``probes.activation_stats``."""
+    return {
+        "type": "activations",
+        "step": step,
+        "layers": [
+            {
+                "layer": s.layer,
+                "kind": s.kind,
+                "act": s.act,
+                **_hist_fields(s.stats),
+                "dead_fraction": clean_float(s.dead_fraction),
+                "saturated_fraction": clean_float(s.saturated_fraction),
+            }
+            for s in layers
+        ],
+    }
+
+
+def gradients_message(step: int, grads: Sequence[Any], ratios: Sequence[Any], layer_of: Any) -> dict[str, Any]:
+    """Gradient norms per parameter and per layer output, and update/weight ratios per parameter."""
+    params = [g for g in grads if getattr(g, "source", "param") == "param"]
+    outputs = [g for g in grads if getattr(g, "source", "param") != "param"]
+    return {
+        "type": "gradients",
+        "step": step,
+        "params": [{"name": g.name, "layer": layer_of(g.name), "norm": clean_float(g.norm), "std": clean_float(g.std)} for g in params],
+        "outputs": [{"layer": g.name, "norm": clean_float(g.norm), "std": clean_float(g.std)} for g in outputs],
+        "update_ratios": [{"name": r.name, "layer": layer_of(r.name), "ratio": clean_float(r.ratio)} for r in ratios],
+    }
+
+
+def weights_message(step: int, layers: Sequence[Any]) -> dict[str, Any]:
+    """Weight histograms per layer from ``probes.weight_histograms``."""
+    return {
+        "type": "weights",
+        "step": step,
+        "layers": [{"layer": w.layer, "kind": w.kind, "shape": list(w.shape), **_hist_fields(w.stats)} for w in layers],
+    }
+
+
+def _tile(images: np.ndarray, cols: int, pad: int = 1) -> np.ndarray:
+    """Tiles (n, h, w[, 3]) -> one grid image with ``pad`` pixels of mid-grey between tiles."""
+    n, h, w = images.shape[:3]
+    cols = max(1, min(cols, n))
+    rows = -(-n // cols)
+    shape = (rows * (h + pad) - pad, cols * (w + pad) - pad) + images.shape[3:]
+    grid = np.full(shape, 128 if images.ndim == 3 else 96, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        grid[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = images[i]
+    return grid
+
+
+def filters_message(step: int, layer: str, grid: Any) -> dict[str, Any]:
+    """A conv layer's filters as one grid image; pixel 128 is weight 0, 255 is +scale, 1 is -scale."""
+    images = np.asarray(grid.images)
+    cols = int(grid.cols) if images.shape[0] > 0 else 1
+    return {
+        "type": "filters",
+        "step": step,
+        "layer": layer,
+        "rgb": bool(grid.rgb),
+        "scale": clean_float(grid.scale),
+        "n": int(images.shape[0]),
+        "cols": min(cols, max(1, images.shape[0])),
+        "tile": [int(images.shape[1]), int(images.shape[2])],
+        "tiles": [[int(o), None if i is None else int(i)] for o, i in grid.tiles],
+        "max_abs": clean_float(grid.max_abs),
+        "grid": encode_image(_tile(images, cols)),
+    }
+
+
+def feature_maps_message(step: int, index: int, label: int, image: dict | None, layers: Sequence[Any]) -> dict[str, Any]:
+    """Every layer's output for one validation example; channel grids as images, flat outputs as values."""
+    out = []
+    for fm in layers:
+        entry: dict[str, Any] = {"layer": fm.layer, "kind": fm.kind, "shape": list(fm.shape),
+                                 "lo": clean_float(fm.lo), "hi": clean_float(fm.hi), "grid": None, "values": None, "cols": None}
+        if fm.images is not None:
+            k = fm.images.shape[0]
+            cols = int(math.ceil(math.sqrt(k)))
+            entry.update(grid=encode_image(_tile(np.asarray(fm.images), cols)), cols=cols, channels=int(k),
+                         tile=[int(fm.images.shape[1]), int(fm.images.shape[2])])
+        else:
+            entry["values"] = jsonable(np.asarray(fm.values))
+        out.append(entry)
+    return {"type": "feature_maps", "step": step, "index": index, "label": label, "input": image, "layers": out}
+
+
+def _heat(values: np.ndarray) -> dict[str, Any]:
+    """A float map in [0, 1] as a grey PNG (255 = most)."""
+    return encode_image(np.asarray(values, dtype=np.float32))
+
+
+def saliency_message(step: int, index: int, image: dict, result: Any, smoothgrad: bool) -> dict[str, Any]:
+    return {"type": "saliency", "step": step, "index": index, "target": int(result.target),
+            "predicted": int(result.predicted), "smoothgrad": bool(smoothgrad), "input": image, "map": _heat(result.map)}
+
+
+def gradcam_message(step: int, index: int, image: dict, result: Any, probs: Sequence[float] | None = None) -> dict[str, Any]:
+    return {"type": "gradcam", "step": step, "index": index, "layer": result.layer, "target": int(result.target),
+            "predicted": int(result.predicted), "probs": jsonable(probs) if probs is not None else None,
+            "input": image, "map": _heat(result.map)}
+
+
+def attention_message(step: int, index: int, image: dict, masks: Sequence[Any]) -> dict[str, Any]:
+    out = []
+    for m in masks:
+        if m.kind == "channel":
+            out.append({"layer": m.layer, "kind": "channel", "values": jsonable(list(m.values)), "map": None})
+        else:
+            out.append({"layer": m.layer, "kind": "spatial", "values": None, "map": _heat(np.asarray(m.values))})
+    return {"type": "attention", "step": step, "index": index, "input": image, "masks": out}
+
+
+def boundary_message(step: int, boundary: Any, points: np.ndarray) -> dict[str, Any]:
+    """The 2D decision regions (grey = P(class 1); or the predicted class per cell) and hidden-unit maps.
+
+    ``points`` is (n, 3): x, y, label of validation points to draw on top.
+    """
+    probs = np.asarray(boundary.probs)
+    p1 = probs if probs.ndim == 2 else probs[..., 1] if probs.shape[-1] == 2 else None
+    neurons = []
+    for layer, maps in boundary.neuron_maps.items():
+        for unit, values in enumerate(np.asarray(maps)):
+            lo, hi = float(values.min()), float(values.max())
+            span = max(abs(lo), abs(hi), 1e-12)
+            # Symmetric scale around 0 so the sign of a unit's output reads as colour.
+            neurons.append({"layer": layer, "unit": unit, "lo": clean_float(lo), "hi": clean_float(hi),
+                            "map": _heat((values / span + 1.0) / 2.0)})
+    return {
+        "type": "boundary",
+        "step": step,
+        "extent": [clean_float(v) for v in boundary.extent],
+        "resolution": int(np.asarray(boundary.predicted).shape[0]),
+        "probs": _heat(p1) if p1 is not None else None,
+        "predicted": encode_image(np.asarray(boundary.predicted, dtype=np.uint8)),
+        "neurons": neurons,
+        "points": [[clean_float(x), clean_float(y), int(label)] for x, y, label in np.asarray(points)],
+    }
+
+
+def confusion_message(step: int, classes: Sequence[str], result: Any) -> dict[str, Any]:
+    return {
+        "type": "confusion",
+        "step": step,
+        "classes": list(classes),
+        "matrix": np.asarray(result.matrix).astype(int).tolist(),
+        "per_class_accuracy": jsonable(result.per_class_accuracy),
+        "accuracy": clean_float(result.accuracy),
+        "cells": {f"{t},{p}": [int(i) for i in idx] for (t, p), idx in result.cell_examples.items()},
+    }
+
+
+def misclassified_message(step: int, mistakes: Sequence[Any], images: np.ndarray | None) -> dict[str, Any]:
+    return {
+        "type": "misclassified",
+        "step": step,
+        "examples": [
+            {"index": int(m.index), "true": int(m.true), "predicted": int(m.predicted), "confidence": clean_float(m.confidence),
+             "image": encode_image(images[i]) if images is not None else None}
+            for i, m in enumerate(mistakes)
+        ],
+    }
+
+
+def prediction_message(result: Any, classes: Sequence[str]) -> dict[str, Any]:
+    return {"type": "prediction", "probs": jsonable(result.probs), "predicted": int(result.predicted), "classes": list(classes)}
+
+
+def backprop_trace_message(trace: Any) -> dict[str, Any]:
+    return {"type": "backprop_trace", **jsonable(trace)}
+
+
+def gradient_check_message(report: Any) -> dict[str, Any]:
+    return {"type": "gradient_check", **jsonable(report)}
+
+
+def hint_message(hint: Any) -> dict[str, Any]:
+    return {"type": "hint", "code": hint.code, "severity": hint.severity, "message": hint.message,
+            "evidence": jsonable(hint.evidence), "chart": hint.chart}

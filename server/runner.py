@@ -362,17 +362,11 @@ class RunSession:
             num_classes=self.dataset.num_classes,
             loss=self.experiment.train.loss,
             initial_loss=self.trainer.initial_loss,
-            history=[
-                probes.MetricPoint(
-                    step=m["step"], train_loss=_num(m["train_loss"]), val_loss=_num(m["val_loss"]),
-                    train_acc=_num(m["train_acc"]), val_acc=_num(m["val_acc"]), lr=_num(m["lr"]),
-                )
-                for m in self.history
-            ],
+            history=self._doctor_history(),
             stop_reason=self.trainer.stop.reason if self.trainer.stop else None,
             activations=[
-                probes.LayerActivationEvidence(
-                    layer=s.layer, act=s.act, dead_fraction=s.dead_fraction, saturated_fraction=s.saturated_fraction
+                probes.LayerActivity(
+                    layer=s.layer, activation=s.act, dead_fraction=s.dead_fraction, saturated_fraction=s.saturated_fraction
                 )
                 for s in self._last_activation_stats
             ],
@@ -386,6 +380,17 @@ class RunSession:
                 self._hints_sent.add(hint.code)
                 fresh.append(protocol.hint_message(hint))
         return fresh
+
+    def _doctor_history(self) -> list[Any]:
+        """Metric points for the doctor: one per logged interval, with the latest evaluation attached."""
+        points: list[Any] = []
+        for m in self.history:
+            if m["train_loss"] is not None:
+                points.append(probes.MetricPoint(step=m["step"], train_loss=_num(m["train_loss"]),
+                                                 train_acc=_num(m["train_acc"]), lr=_num(m["lr"])))
+            if m["val_loss"] is not None and points:
+                points[-1].val_loss, points[-1].val_acc = _num(m["val_loss"]), _num(m["val_acc"])
+        return points
 
     # -- summaries -----------------------------------------------------------
 
