@@ -184,9 +184,8 @@ class RunSession:
         return result, messages
 
     def _param_layer(self, param_name: str) -> str:
-        """'blocks.conv1.core.weight' -> 'conv1'."""
-        parts = param_name.split(".")
-        return parts[1] if len(parts) > 1 and parts[0] == "blocks" else parts[0]
+        """'blocks.conv1.core.weight' -> 'conv1' (the document's layer name)."""
+        return self.model.layer_of(param_name) or param_name
 
     def _result_messages(self, result: StepResult) -> list[dict[str, Any]]:
         if result.evaluation is not None:
@@ -318,9 +317,26 @@ class RunSession:
 
     def predict(self, values: Any) -> list[dict[str, Any]]:
         """Class probabilities for an input the user supplies (e.g. a drawn digit), raw in [0, 1]."""
-        x = self.dataset.prepare_input(values)
+        x = self._prepare_input(values)
         result = probes.predict(self.trainer.eval_model(), x)
         return [protocol.prediction_message(result, self.dataset.classes)]
+
+    def _prepare_input(self, values: Any) -> torch.Tensor:
+        """Raw user values (flat or nested, images in [0, 1]) -> one preprocessed input ``(1, *input_shape)``."""
+        shape = tuple(self.dataset.input_shape)
+        expected = math.prod(shape)
+        try:
+            x = torch.as_tensor(values, dtype=torch.float32).flatten()
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError("input must be a list of numbers") from None
+        if x.numel() != expected:
+            raise ValueError(
+                f"input has {x.numel()} values but this network takes {expected} "
+                f"({'x'.join(map(str, shape))}); send the values flattened in that order"
+            )
+        if not torch.isfinite(x).all():
+            raise ValueError("input contains NaN or infinite values")
+        return self.dataset.normalize(x.reshape(1, *shape).to(self.dataset.device))
 
     def _filters_message(self, layer: str) -> dict[str, Any]:
         normalizer = self._filter_normalizers.setdefault(layer, probes.FilterNormalizer())
@@ -332,9 +348,10 @@ class RunSession:
         lo, hi = x.min(0).values.tolist(), x.max(0).values.tolist()
         pad = [(h - l) * 0.1 for l, h in zip(lo, hi)]
         extent = (lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1])
-        boundary = probes.decision_boundary(
-            self.trainer.eval_model(), self.model.blocks, extent=extent, resolution=self.probe_config.boundary_resolution
-        )
+        model = self.trainer.eval_model()
+        # An EMA copy wraps the network (AveragedModel.module); hook the copy's own blocks.
+        blocks = getattr(model, "blocks", None) or getattr(getattr(model, "module", None), "blocks", None)
+        boundary = probes.decision_boundary(model, blocks, extent=extent, resolution=self.probe_config.boundary_resolution)
         n = min(BOUNDARY_POINTS, len(self.dataset.y_val))
         points = torch.cat([self.dataset.x_val[:n], self.dataset.y_val[:n, None].float()], dim=1)
         return protocol.boundary_message(self.trainer.step_count, boundary, points.cpu().numpy())
