@@ -166,7 +166,7 @@ class RunSession:
         """A training step recorded by hooks: activation/gradient statistics and update ratios."""
         model = self.model
         before = self._timed(probes.snapshot_params, model)
-        recorder = probes.ActivationRecorder(model.blocks, grads=True)
+        recorder = probes.ActivationRecorder(model.blocks, grads=True, training_only=True)
         with recorder:
             result = self.trainer.step()
             t0 = time.perf_counter()

@@ -60,6 +60,10 @@ class ActivationRecorder:
             the output later would show in the recording; no builder layer does one).
             ``detach=False`` stores the live output, for probes that differentiate
             with respect to an activation (Grad-CAM, saliency).
+        training_only: record only calls made in training mode. A probed training
+            step may end with an evaluation pass (in eval mode) on the updated
+            weights; this keeps the training batch's activations instead of the
+            evaluation's.
 
     Attributes:
         activations: name -> output of the last call of that module, e.g. ``(N, F)``
@@ -67,9 +71,12 @@ class ActivationRecorder:
         output_grads: name -> d loss / d output, same shape as the activation.
     """
 
-    def __init__(self, layers: Mapping[str, nn.Module], *, grads: bool = True, detach: bool = True) -> None:
+    def __init__(
+        self, layers: Mapping[str, nn.Module], *, grads: bool = True, detach: bool = True, training_only: bool = False
+    ) -> None:
         self.grads = grads
         self.detach = detach
+        self.training_only = training_only
         self.activations: dict[str, Tensor] = {}
         self.output_grads: dict[str, Tensor] = {}
         self._handles: list[RemovableHandle] = []
@@ -81,6 +88,8 @@ class ActivationRecorder:
     # collectable (tested: no growth over hundreds of cycles).
     def _forward_hook(self, name: str):
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if self.training_only and not module.training:
+                return
             out = first_tensor(output)
             if out is None:
                 return

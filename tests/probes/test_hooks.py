@@ -190,3 +190,19 @@ def test_recorder_on_built_graph_model():
     nn.functional.cross_entropy(h, torch.tensor([0, 1, 2, 3])).backward()
     torch.testing.assert_close(rec.output_grads["conv1"], a1.grad)
     assert all_hooks(model) == 0
+
+
+def test_training_only_skips_eval_mode_calls():
+    """A probed step that ends with an evaluation must keep the training batch's activations."""
+    import torch
+    from torch import nn
+
+    from server.probes import ActivationRecorder
+
+    layer = nn.Linear(3, 2)
+    x_train, x_eval = torch.ones(4, 3), torch.zeros(5, 3)
+    with ActivationRecorder({"fc": layer}, grads=False, training_only=True) as recorder:
+        layer(x_train)
+        layer.eval()
+        layer(x_eval)
+    torch.testing.assert_close(recorder.activations["fc"], layer(x_train).detach())

@@ -1,0 +1,111 @@
+"""RunSession: the loop shared by `dlplay run` and the server (probes on schedule, messages, cleanup)."""
+
+import gc
+import tracemalloc
+
+import pytest
+import torch
+
+from server.cli import load_experiment
+from server.presets import MODELS_DIR
+from server.runner import RunSession
+
+
+def session_for(preset: str, steps: int, **probe_overrides) -> RunSession:
+    experiment = load_experiment(str(MODELS_DIR / f"{preset}.json"))
+    experiment.train.max_steps = steps
+    for key, value in probe_overrides.items():
+        setattr(experiment.probes, key, value)
+    return RunSession(experiment, run_id=preset, device="cpu")
+
+
+def run_to_end(session: RunSession) -> list[dict]:
+    messages = session.start()
+    while not session.done:
+        messages += session.advance(max_steps=100, max_seconds=60)
+    return messages
+
+
+def activation_stds(message: dict) -> list[float]:
+    return [layer["std"] for layer in message["layers"] if layer["layer"].startswith("fc")]
+
+
+def test_small_init_collapses_activations_and_xavier_holds_them():
+    """Lesson 6: 10 tanh layers of 500; 0.01*randn collapses geometrically, Xavier keeps the std."""
+    small = run_to_end(session_for("deep_tanh_small_init", 1, every=1))
+    xavier = run_to_end(session_for("deep_tanh_xavier", 1, every=1))
+    small_stds = activation_stds(next(m for m in small if m["type"] == "activations"))
+    xavier_stds = activation_stds(next(m for m in xavier if m["type"] == "activations"))
+    assert len(small_stds) == len(xavier_stds) == 10
+    # Each layer shrinks the std by roughly 0.01*sqrt(500)*E[tanh'] ~ 0.22: far more than 2x per layer.
+    assert all(b < a / 2 for a, b in zip(small_stds, small_stds[1:])), small_stds
+    assert small_stds[-1] < 1e-5
+    assert min(xavier_stds) > 0.1, xavier_stds
+
+
+def test_hooks_are_released_after_probed_steps_and_stop():
+    session = session_for("lenet5_mnist", 30, every=5, heavy_every=10)
+    run_to_end(session)
+    for block in session.model.blocks.values():
+        for module in block.modules():
+            assert not module._forward_hooks and not module._backward_hooks and not module._forward_pre_hooks
+
+
+def test_memory_does_not_grow_over_many_runs():
+    def one_run() -> None:
+        session = session_for("spiral_mlp", 20, every=5, heavy_every=10)
+        run_to_end(session)
+        session.probe("boundary")
+        session.close()
+
+    for _ in range(3):  # warm caches (dataset generation, torch kernels)
+        one_run()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for _ in range(15):
+        one_run()
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert grown < 2_000_000, f"{grown} bytes kept after 15 runs"
+
+
+def test_on_demand_probes_validate_their_arguments():
+    session = session_for("lenet5_mnist", 5)
+    run_to_end(session)
+    with pytest.raises(ValueError, match="out of range"):
+        session.probe("feature_maps", index=10**6)
+    with pytest.raises(ValueError, match="class 12 is out of range"):
+        session.probe("gradcam", index=0, target=12)
+    with pytest.raises(ValueError, match="not a conv2d layer"):
+        session.probe("filters", layer="fc1")
+    with pytest.raises(ValueError, match="unknown probe"):
+        session.probe("mind_reading")
+    with pytest.raises(ValueError, match="784"):
+        session.predict([0.5] * 10)
+
+
+def test_prediction_matches_the_model_on_the_preprocessed_input():
+    session = session_for("lenet5_mnist", 20)
+    run_to_end(session)
+    raw = session.dataset.denormalize(session.dataset.x_val[:1])
+    message = session.predict(raw.flatten().tolist())[0]
+    with torch.no_grad():
+        expected = torch.softmax(session.trainer.eval_model()(session.dataset.x_val[:1]), dim=1)[0]
+    assert message["predicted"] == int(expected.argmax())
+    assert message["probs"] == pytest.approx(expected.tolist(), abs=1e-4)
+
+
+def test_non_finite_loss_ends_the_run_with_an_explanation():
+    experiment = load_experiment(str(MODELS_DIR / "spiral_mlp.json"))
+    experiment.train.optimizer.lr = 1e6
+    experiment.train.max_steps = 200
+    session = RunSession(experiment, run_id="nan", device="cpu")
+    messages = run_to_end(session)
+    final = next(m for m in messages if m["type"] == "final")
+    assert final["stop_reason"] in ("non_finite", "exploded")
+    assert "learning rate" in final["message"]
+    assert any(m["type"] == "hint" and m["code"] == "lr_too_high" for m in messages)
+    assert messages[-1] == {"type": "status", "state": "failed", "message": final["message"]}
