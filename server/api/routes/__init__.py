@@ -1,0 +1,1 @@
+"""One APIRouter per concern; ``server.api`` mounts them all under /api."""

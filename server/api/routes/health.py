@@ -1,0 +1,30 @@
+"""GET /api/health: is the server up, what does it train on, how busy is it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from fastapi import APIRouter, Depends
+
+from server.api.deps import get_scheduler, get_settings
+from server.config import Settings, version
+from server.jobs import Scheduler
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", summary="Liveness, device and load")
+def health(settings: Settings = Depends(get_settings), scheduler: Scheduler = Depends(get_scheduler)) -> dict[str, Any]:
+    cuda = torch.cuda.is_available()
+    device = settings.device if settings.device != "auto" else ("cuda" if cuda else "cpu")
+    counts = scheduler.counts()
+    return {
+        "status": "ok",
+        "device": device,
+        "cuda": cuda,
+        "cuda_name": torch.cuda.get_device_name(0) if cuda else None,
+        "version": version(),
+        "active_runs": counts["active"],
+        "queued_runs": counts["queued"],
+    }

@@ -1,0 +1,270 @@
+"""The websocket at /ws: one per browser tab; commands in, run streams out.
+
+A command is a JSON object ``{"cmd": ..., "id"?: ..., ...}`` (ARCHITECTURE.md):
+``start {experiment}``, ``pause|resume|step|stop {run_id}``,
+``set {run_id, lr?, momentum?, weight_decay?, dropout?}``,
+``probe {run_id, probe, index?, class?, layer?, smoothgrad?}``, ``predict {run_id, input}``,
+``subscribe {run_id, after_seq}``, ``unsubscribe {run_id}``, ``ping``.
+
+Replies are the runs' protocol messages (stamped, shared by every subscriber of a
+run) plus a few messages for this client only, which carry no ``seq``: ``pong``
+and ``error {code, message}``, each echoing the command's ``id`` as
+``request_id``. A bad command never closes the connection.
+
+Each client has one ``Outbox`` drained by one writer task, so a slow client
+delays nobody: the worker threads only append to outboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from server.api.routes.validate import validate_document
+from server.jobs import Frame, Outbox, SchedulerError, direct_frame, encode
+from server.sessions import cookie_session, new_session_id, set_cookie_header, valid_session_id
+
+log = logging.getLogger("dlplay.ws")
+
+router = APIRouter()
+
+RUN_COMMANDS = ("pause", "resume", "step", "stop", "set", "probe", "predict")
+COMMANDS = ("start", "subscribe", "unsubscribe", "ping") + RUN_COMMANDS
+SET_FIELDS = ("lr", "momentum", "weight_decay", "dropout")
+# Probe arguments a client may pass; "class" is the protocol's name for the runner's ``target``.
+PROBE_ARGS = {"index": "index", "class": "target", "target": "target", "layer": "layer", "smoothgrad": "smoothgrad"}
+
+
+class CommandError(Exception):
+    """A command this client got wrong; becomes ``{type: "error", code, message}``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@router.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    requested = websocket.query_params.get("session")
+    session_id = requested or cookie_session(websocket.scope)
+    headers = []
+    if session_id is None:
+        session_id = new_session_id()
+        headers.append((b"set-cookie", set_cookie_header(session_id).encode("latin-1")))
+    await websocket.accept(headers=headers)
+    if not valid_session_id(session_id):
+        await websocket.send_text(encode({
+            "type": "error", "code": "bad_session",
+            "message": "?session= must be 8 to 64 letters, digits, '-' or '_'",
+        }))
+        await websocket.close(code=1008)
+        return
+    await Client(websocket, session_id).serve()
+
+
+class Client:
+    """One websocket connection: reads commands, owns the outbox and its writer task."""
+
+    def __init__(self, websocket: WebSocket, session_id: str) -> None:
+        state = websocket.app.state
+        self.ws = websocket
+        self.session_id = session_id
+        self.settings = state.settings
+        self.scheduler = state.scheduler
+        self.store = state.store
+        self.datasets = state.datasets
+        self.outbox = Outbox(asyncio.get_running_loop(), self.settings.outbox_max_frames)
+        self.subscriptions: set[str] = set()
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- the connection ----------------------------------------------------------
+
+    async def serve(self) -> None:
+        writer = asyncio.create_task(self._write())
+        try:
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                if text is None:
+                    self._error("bad_frame", "send commands as JSON text frames, not binary")
+                    continue
+                await self._handle(text)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            for run_id in self.subscriptions:
+                self.scheduler.unsubscribe(run_id, self.outbox)
+            self.outbox.close()
+            writer.cancel()
+            for task in self._tasks:
+                task.cancel()
+
+    async def _write(self) -> None:
+        """Send the outbox, oldest frame first; drop the connection if the client cannot keep up."""
+        try:
+            while True:
+                frame = await self.outbox.get()
+                if self.outbox.overflowed:
+                    await self.ws.close(code=1013, reason="too slow: reconnect and subscribe with after_seq")
+                    return
+                await self.ws.send_text(frame.text)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the socket is gone; the reader notices and cleans up
+            return
+
+    def _send(self, message: dict[str, Any]) -> None:
+        self.outbox.put([direct_frame(message)])
+
+    def _error(self, code: str, message: str, *, request_id: Any = None, run_id: Any = None) -> None:
+        reply: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if run_id is not None:
+            reply["run_id"] = run_id
+        if request_id is not None:
+            reply["request_id"] = request_id
+        self._send(reply)
+
+    # -- commands ----------------------------------------------------------------
+
+    async def _handle(self, text: str) -> None:
+        limit = self.settings.max_message_bytes
+        if len(text) > limit or len(text.encode("utf-8")) > limit:
+            self._error("too_large", f"a command may be at most {limit:,} bytes; this one is {len(text.encode('utf-8')):,}")
+            return
+        try:
+            command = json.loads(text)
+        except ValueError as error:
+            self._error("bad_json", f"a command must be JSON: {error}")
+            return
+        if not isinstance(command, dict):
+            self._error("bad_command", 'a command is a JSON object such as {"cmd": "ping"}')
+            return
+        request_id = command.get("id")
+        name = command.get("cmd")
+        try:
+            if name not in COMMANDS:
+                raise CommandError("unknown_command", f"unknown command {name!r}; the commands are {', '.join(COMMANDS)}")
+            if name == "ping":
+                reply = {"type": "pong", "t": time.time()}
+                if request_id is not None:
+                    reply["request_id"] = request_id
+                self._send(reply)
+            elif name == "start":
+                await self._start(command, request_id)
+            elif name == "subscribe":
+                self._subscribe(command)
+            elif name == "unsubscribe":
+                run_id = self._run_id(command)
+                self.subscriptions.discard(run_id)
+                self.scheduler.unsubscribe(run_id, self.outbox)
+            else:
+                self._run_command(name, command, request_id)
+        except CommandError as error:
+            self._error(error.code, error.message, request_id=request_id, run_id=command.get("run_id"))
+
+    async def _start(self, command: dict[str, Any], request_id: Any) -> None:
+        raw = command.get("experiment")
+        if not isinstance(raw, dict):
+            raise CommandError("bad_arguments", "start needs {\"experiment\": {...an Experiment document...}}")
+        experiment, report = await asyncio.to_thread(
+            validate_document, raw, datasets=self.datasets, settings=self.settings, uploads_dir=self.store.uploads_dir)
+        if experiment is None:
+            errors = report["errors"]
+            more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+            reply = {"type": "error", "code": "invalid_experiment", "message": errors[0]["message"] + more,
+                     "errors": errors}
+            if request_id is not None:
+                reply["request_id"] = request_id
+            self._send(reply)
+            return
+        try:
+            run = self.scheduler.submit(self.session_id, experiment, subscriber=self.outbox, request_id=request_id)
+        except SchedulerError as error:
+            raise CommandError(error.code, str(error)) from None
+        self.subscriptions.add(run.id)
+
+    def _run_id(self, command: dict[str, Any]) -> str:
+        """The command's run, checked to belong to this session (another session's run is 'not found')."""
+        run_id = command.get("run_id")
+        if not isinstance(run_id, str) or not run_id:
+            raise CommandError("bad_arguments", f"'{command.get('cmd')}' needs a run_id")
+        run = self.scheduler.get(run_id)
+        owner = run.session_id if run is not None else getattr(self.store.get_run(run_id), "session_id", None)
+        if owner != self.session_id:
+            raise CommandError("not_found", f"no run {run_id!r} in this session")
+        return run_id
+
+    def _subscribe(self, command: dict[str, Any]) -> None:
+        run_id = self._run_id(command)
+        after = command.get("after_seq", 0)
+        if after is None:
+            after = 0
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise CommandError("bad_arguments", "after_seq must be the last seq you received (an integer >= 0)")
+        self.subscriptions.add(run_id)
+        if not self.scheduler.subscribe(run_id, self.outbox, after):
+            self.outbox.put(self._stored_replay(run_id, after))
+
+    def _stored_replay(self, run_id: str, after: int) -> list[Frame]:
+        """For a run no longer in memory: its summary, stored metric history and final, then its status.
+
+        The history was thinned to ``metric_history_points``, so seqs may have gaps here.
+        """
+        record = self.store.get_run(run_id)
+        messages = ([record.summary] if record.summary else []) + self.store.metrics(run_id)
+        if record.final and "seq" in record.final:
+            messages.append(record.final)
+        frames = [Frame(text=encode(m), type=m["type"], run_id=run_id, seq=m.get("seq"))
+                  for m in messages if (m.get("seq") or 0) > after]
+        status = {"type": "status", "run_id": run_id, "state": record.status, "message": record.message}
+        return frames + [direct_frame(status)]
+
+    def _run_command(self, name: str, command: dict[str, Any], request_id: Any) -> None:
+        run_id = self._run_id(command)
+        args = self._arguments(name, command)
+        future = self.scheduler.command(run_id, name, **args)
+        task = asyncio.create_task(self._await_command(future, run_id, request_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _arguments(self, name: str, command: dict[str, Any]) -> dict[str, Any]:
+        if name == "set":
+            values = {k: command[k] for k in SET_FIELDS if command.get(k) is not None}
+            if not values:
+                raise CommandError("bad_arguments", f"set needs at least one of {', '.join(SET_FIELDS)}")
+            for key, value in values.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise CommandError("bad_arguments", f"{key} must be a number, not {value!r}")
+            return values
+        if name == "probe":
+            probe = command.get("probe")
+            if not isinstance(probe, str) or not probe:
+                raise CommandError("bad_arguments", "probe needs {\"probe\": <kind>}, e.g. \"saliency\"")
+            return {"probe": probe, **{PROBE_ARGS[k]: v for k, v in command.items() if k in PROBE_ARGS and v is not None}}
+        if name == "predict":
+            if "input" not in command:
+                raise CommandError("bad_arguments", "predict needs {\"input\": ...} (a point [x, y] or an image)")
+            return {"input": command["input"]}
+        return {}
+
+    async def _await_command(self, future: Any, run_id: str, request_id: Any) -> None:
+        """Report a command's failure to this client (its messages go to every subscriber of the run)."""
+        try:
+            await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            raise
+        except SchedulerError as error:
+            self._error(error.code, str(error), request_id=request_id, run_id=run_id)
+        except ValueError as error:
+            self._error("bad_arguments", str(error), request_id=request_id, run_id=run_id)
+        except Exception as error:
+            log.exception("command on run %s failed", run_id)
+            self._error("command_failed", f"{type(error).__name__}: {error}", request_id=request_id, run_id=run_id)

@@ -1,0 +1,178 @@
+"""The FastAPI application: REST under /api, the websocket at /ws, the page at /, docs at /docs.
+
+``create_app(settings)`` builds an app; its lifespan opens the store (marking runs
+a previous process left active as interrupted) and starts the scheduler, and on
+shutdown stops it. ``serve`` runs it with uvicorn (the ``dlplay`` command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import logging
+import threading
+import webbrowser
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from server.api import api_router
+from server.api.deps import DatasetCache
+from server.api.ws import router as ws_router
+from server.config import Settings, get_settings, version
+from server.jobs import Scheduler, SessionFactory
+from server.sessions import SessionMiddleware
+from server.store import Store
+
+log = logging.getLogger("dlplay")
+
+PLACEHOLDER_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>dlplay</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em}</style></head>
+<body><h1>dlplay is running</h1>
+<p>The frontend bundle is missing: <code>static/index.html</code> was not found, so there is no page to show yet.
+Build the frontend into <code>static/</code>, then reload.</p>
+<p>The server works: see the API at <a href="/docs">/docs</a>, or <a href="/api/health">/api/health</a>.</p>
+</body></html>
+"""
+
+
+def create_app(settings: Settings | None = None, *, session_factory: SessionFactory | None = None) -> FastAPI:
+    """Build the app. ``settings`` default to the process's; ``session_factory`` replaces RunSession in tests."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        torch.set_num_threads(settings.torch_threads)
+        threading.Thread(target=_warm_up, name="dlplay-warm-up", daemon=True).start()
+        store = Store(settings.data_dir, metric_cap=settings.metric_history_points)
+        interrupted = store.mark_interrupted()
+        if interrupted:
+            log.info("%d run(s) left active by the previous server are marked interrupted", interrupted)
+        scheduler = Scheduler(store, settings, session_factory=session_factory)
+        app.state.store = store
+        app.state.scheduler = scheduler
+        app.state.datasets = DatasetCache(settings.dataset_cache_size)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(scheduler.shutdown)
+            store.close()
+
+    app = FastAPI(
+        title="dlplay",
+        version=version(),
+        description="The deep-learning playground: build, train and watch small networks live. "
+        "Training runs over the websocket at /ws; see ARCHITECTURE.md and server/PROTOCOL.md.",
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.state.settings = settings
+    app.add_middleware(SessionMiddleware)
+    _add_error_handlers(app)
+    app.include_router(api_router)
+    app.include_router(ws_router)
+    _mount_page(app, settings)
+    return app
+
+
+@functools.cache  # once per process, however many apps (tests build many)
+def _warm_up() -> None:
+    """Import the training engine before the first run needs it.
+
+    The first optimizer a process builds imports ``torch._dynamo`` (seconds); done here,
+    in the background, the first student's run starts as fast as the twentieth.
+    """
+    try:
+        import server.runner  # noqa: F401  (the engine: trainer, probes, builder)
+
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    except Exception:  # a broken engine shows up, with its message, when a run starts
+        log.exception("warm-up failed")
+    # The hundreds of thousands of objects the imports made live for good; frozen, the garbage
+    # collector's full passes skip them (otherwise one pass, ~0.1 s, lands in some run's slice).
+    gc.collect()
+    gc.freeze()
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error is JSON with a human-readable ``detail``."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        parts = []
+        for error in errors[:3]:
+            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "request"
+            parts.append(f"{where}: {error.get('msg', 'invalid')}")
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        return JSONResponse(
+            status_code=422,
+            content={"detail": "; ".join(parts) + more, "errors": _jsonable_errors(errors)},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no such endpoint or file: {request.url.path}"
+        return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(status_code=500, content={"detail": f"internal server error ({type(exc).__name__}); see the server log"})
+
+
+def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
+    out = []
+    for error in errors:
+        item = {k: error.get(k) for k in ("type", "loc", "msg")}
+        item["loc"] = [str(p) for p in item["loc"] or ()]
+        out.append(item)
+    return out
+
+
+def _mount_page(app: FastAPI, settings: Settings) -> None:
+    """Serve ``static/`` at / (index.html for /), or a placeholder page when the bundle is missing."""
+    static = settings.static_dir
+    if not (static / "index.html").is_file():
+
+        @app.get("/", include_in_schema=False)
+        def placeholder() -> HTMLResponse:
+            return HTMLResponse(PLACEHOLDER_PAGE)
+
+    if static.is_dir():
+        app.mount("/", StaticFiles(directory=static, html=True), name="static")
+
+
+def serve(host: str, port: int, open_browser: bool = False) -> None:
+    """Run the server until interrupted (the ``dlplay`` command); prints the URL to open."""
+    import uvicorn
+
+    settings = get_settings()
+    app = create_app(settings)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown}:{port}/"
+    print(f"dlplay {version()}: open {url} (data in {settings.data_dir}; Ctrl-C stops)", flush=True)
+    if open_browser:
+        opener = threading.Timer(1.0, webbrowser.open, args=(url,))  # once uvicorn is listening
+        opener.daemon = True
+        opener.start()
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        # Commands are capped at max_message_bytes by the handler (with a clear error); only far
+        # larger frames are cut off by the protocol layer.
+        ws_max_size=max(16 * 1024**2, 4 * settings.max_message_bytes),
+        timeout_graceful_shutdown=5,
+    )

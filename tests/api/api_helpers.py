@@ -1,0 +1,233 @@
+"""Helpers for the server tests: a tiny experiment, settings on a temporary data dir, a stand-in
+RunSession, a real uvicorn server in a background thread, and a small websocket client.
+
+The websocket tests drive the real thing: uvicorn, the real RunSession and the
+``websockets`` client. Timeouts in here are hang guards only; no test asserts
+how long anything takes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Iterator
+
+import torch
+import uvicorn
+from websockets.sync.client import connect
+
+from server.app import create_app
+from server.config import Settings
+
+HANG_GUARD = 60.0  # seconds: generous; only there so a broken server fails the test instead of hanging it
+
+
+def tiny_experiment(steps: int = 200, *, name: str = "tiny", lr: float = 0.03, probes: bool = True,
+                    hidden: int = 16, **train: Any) -> dict[str, Any]:
+    """A 2D MLP on a small spiral: trains in well under a second on a CPU."""
+    return {
+        "name": name,
+        "data": {"name": "spiral", "n_samples": 200, "seed": 1},
+        "network": {"layers": [
+            {"kind": "linear", "name": "hidden", "out_features": hidden, "activation": "tanh"},
+            {"kind": "linear", "name": "out", "out_features": 2},
+        ]},
+        "train": {"optimizer": {"kind": "adam", "lr": lr}, "batch_size": 32, "max_steps": steps, "log_every": 10,
+                  **train},
+        "probes": {"enabled": probes, "every": 25, "heavy_every": 100},
+    }
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    return Settings(data_dir=data_dir, static_dir=data_dir / "no-static", **overrides)
+
+
+# ---------------------------------------------------------------------------
+# A stand-in for RunSession (scheduler tests that must not depend on training speed)
+# ---------------------------------------------------------------------------
+
+
+class FakeSession:
+    """Follows RunSession's contract with counters instead of training.
+
+    ``experiment.name`` selects behaviour: "crash" raises RuntimeError at step 20,
+    "bad" raises ValueError in the constructor. Every step emits a ``boundary``
+    (image type) message; every ``log_every`` steps a ``metrics`` one. ``calls``
+    (shared, class-level) records the order of ``advance`` calls by run id.
+    """
+
+    calls: list[str] = []
+    step_delay = 0.0  # seconds per step, to make slices hold several steps
+
+    def __init__(self, experiment: Any, *, run_id: str, device: str, limits: Any, uploads_dir: Path) -> None:
+        if experiment.name == "bad":
+            raise ValueError("layer 'x': bad on purpose. Fix: do not")
+        self.experiment = experiment
+        self.run_id = run_id
+        self.total = experiment.train.max_steps or 1000
+        self.log_every = experiment.train.log_every
+        self.final: dict[str, Any] | None = None
+        self.closed = False
+        self.lr = experiment.train.optimizer.lr
+        self.trainer = SimpleNamespace(model=torch.nn.Linear(2, 2), step_count=0, epoch=0.0)
+
+    @property
+    def done(self) -> bool:
+        return self.final is not None
+
+    def start(self) -> list[dict[str, Any]]:
+        return [{"type": "summary", "experiment_name": self.experiment.name}, {"type": "status", "state": "running"}]
+
+    def _step(self) -> list[dict[str, Any]]:
+        if self.experiment.name == "crash" and self.trainer.step_count == 20:
+            raise RuntimeError("boom")
+        if self.step_delay:
+            time.sleep(self.step_delay)
+        self.trainer.step_count += 1
+        k = self.trainer.step_count
+        out = [{"type": "boundary", "step": k}]
+        if k % self.log_every == 0:
+            out.append({"type": "metrics", "step": k, "train_loss": 1.0 / k, "val_loss": None, "lr": self.lr})
+        if k >= self.total:
+            out += self._finish("finished")
+        return out
+
+    def _finish(self, reason: str) -> list[dict[str, Any]]:
+        self.final = {"type": "final", "steps": self.trainer.step_count, "stop_reason": reason, "message": reason}
+        return [self.final, {"type": "status", "state": "finished"}]
+
+    def advance(self, *, max_steps: int, max_seconds: float) -> list[dict[str, Any]]:
+        FakeSession.calls.append(self.run_id)
+        out: list[dict[str, Any]] = []
+        deadline = time.perf_counter() + max_seconds
+        for _ in range(max_steps):
+            if self.done:
+                break
+            out += self._step()
+            if time.perf_counter() >= deadline:
+                break
+        return out
+
+    def step_once(self) -> list[dict[str, Any]]:
+        return self._step()
+
+    def stop(self) -> list[dict[str, Any]]:
+        return [] if self.done else self._finish("stopped")
+
+    def set_hyperparams(self, **values: Any) -> list[dict[str, Any]]:
+        if values.get("lr", 1) <= 0:
+            raise ValueError("lr must be positive")
+        self.lr = values.get("lr", self.lr)
+        return [{"type": "hyperparams", "values": values}]
+
+    def probe(self, kind: str, **args: Any) -> list[dict[str, Any]]:
+        if kind != "saliency":
+            raise ValueError(f"unknown probe {kind!r}")
+        return [{"type": "saliency", "step": self.trainer.step_count, **args}]
+
+    def predict(self, x: Any) -> list[dict[str, Any]]:
+        return [{"type": "prediction", "probs": [0.5, 0.5], "input": x}]
+
+    def close(self) -> None:
+        self.closed = True
+        self.trainer = None
+
+
+# ---------------------------------------------------------------------------
+# A real server
+# ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(settings: Settings, **app_kwargs: Any) -> Iterator[SimpleNamespace]:
+    """uvicorn serving ``create_app(settings)`` on 127.0.0.1 in a background thread."""
+    port = free_port()
+    app = create_app(settings, **app_kwargs)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=16 * 1024**2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + HANG_GUARD
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield SimpleNamespace(app=app, port=port, url=f"http://127.0.0.1:{port}", ws=f"ws://127.0.0.1:{port}/ws")
+    finally:
+        server.should_exit = True
+        thread.join(HANG_GUARD)
+
+
+class WsClient:
+    """A synchronous websocket client that keeps every message it received, per run."""
+
+    _requests = 0
+
+    def __init__(self, url: str, session: str | None = None) -> None:
+        self.url = url if session is None else f"{url}?session={session}"
+        self.conn = connect(self.url, max_size=32 * 1024**2, open_timeout=HANG_GUARD).__enter__()
+        self.received: list[dict[str, Any]] = []
+
+    def send(self, **command: Any) -> None:
+        self.conn.send(json.dumps(command))
+
+    def send_raw(self, text: str | bytes) -> None:
+        self.conn.send(text)
+
+    def recv(self, timeout: float = HANG_GUARD) -> dict[str, Any]:
+        message = json.loads(self.conn.recv(timeout=timeout))
+        self.received.append(message)
+        return message
+
+    def until(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = HANG_GUARD) -> dict[str, Any]:
+        """Receive until a message matches ``predicate``; returns it (everything is kept in ``received``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no matching message arrived (hang guard)")
+            message = self.recv(timeout=remaining)
+            if predicate(message):
+                return message
+
+    def start(self, experiment: dict[str, Any], **extra: Any) -> str:
+        """Start a run; returns its id (from its first message, which echoes the command's id)."""
+        WsClient._requests += 1
+        request_id = f"start-{WsClient._requests}"
+        self.send(cmd="start", experiment=experiment, id=request_id, **extra)
+        first = self.until(lambda m: m.get("request_id") == request_id)
+        if first["type"] == "error":
+            raise AssertionError(f"start failed: {first}")
+        return first["run_id"]
+
+    def of(self, run_id: str, type_: str | None = None) -> list[dict[str, Any]]:
+        return [m for m in self.received if m.get("run_id") == run_id and (type_ is None or m["type"] == type_)]
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> WsClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def is_final(run_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m.get("run_id") == run_id and m["type"] == "final"
+
+
+def is_type(type_: str, run_id: str | None = None) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m["type"] == type_ and (run_id is None or m.get("run_id") == run_id)
