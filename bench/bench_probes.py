@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from bench.common import BareLoop, interleaved, lenet_experiment  # noqa: E402
+from bench.common import BareLoop, interleaved, lenet_experiment, report  # noqa: E402
 from server.protocol import Stamper  # noqa: E402
 from server.runner import RunSession  # noqa: E402
 
@@ -57,17 +57,13 @@ def main() -> None:
         for _ in range(n):
             bare.step()
 
-    seconds = interleaved({"instrumented": instrumented, "bare": reference}, args.steps, args.rounds, sync=sync)
-    examples = args.rounds * args.steps * batch
-    ours_rate, bare_rate = examples / seconds["instrumented"], examples / seconds["bare"]
+    times = interleaved({"instrumented": instrumented, "bare": reference}, args.steps, args.rounds, sync=sync)
     print(f"device: {device}, torch threads: {torch.get_num_threads()}, batch {batch}, "
           f"{args.rounds} rounds x {args.steps} steps; probes every {experiment.probes.every} steps, "
           f"heavy every {experiment.probes.heavy_every}")
     print("messages: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"; {sent_bytes / 1e6:.2f} MB of JSON")
-    print(f"probe share of wall time (measured inside the run): {session._probe_seconds / max(session._busy_seconds, 1e-9):.3%}")
-    print(f"with live probes:  {ours_rate:8.0f} examples/s")
-    print(f"bare PyTorch loop: {bare_rate:8.0f} examples/s")
-    print(f"ratio instrumented/bare: {ours_rate / bare_rate:.3f}")
+    print(f"probe share of busy time (measured inside the run): {session._probe_seconds / max(session._busy_seconds, 1e-9):.3%}")
+    report(times, "instrumented", "bare", args.steps * batch, "instrumented/bare")
 
 
 if __name__ == "__main__":

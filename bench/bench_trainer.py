@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from bench.common import BareLoop, interleaved, lenet_experiment  # noqa: E402
+from bench.common import BareLoop, interleaved, lenet_experiment, report  # noqa: E402
 from server.trainer import Trainer  # noqa: E402
 
 
@@ -42,14 +42,10 @@ def main() -> None:
         for _ in range(n):
             bare.step()
 
-    seconds = interleaved({"ours": ours, "bare": reference}, args.steps, args.rounds, sync=sync)
-    examples = args.rounds * args.steps * batch
-    ours_rate, bare_rate = examples / seconds["ours"], examples / seconds["bare"]
+    times = interleaved({"ours": ours, "bare": reference}, args.steps, args.rounds, sync=sync)
     print(f"device: {trainer.device}, torch threads: {torch.get_num_threads()}, batch {batch}, "
-          f"{args.rounds} rounds x {args.steps} steps each")
-    print(f"trainer (no probes): {ours_rate:8.0f} examples/s")
-    print(f"bare PyTorch loop:   {bare_rate:8.0f} examples/s")
-    print(f"ratio ours/bare: {ours_rate / bare_rate:.3f}")
+          f"{args.rounds} rounds x {args.steps} steps each; probes off")
+    report(times, "ours", "bare", args.steps * batch, "ours/bare")
 
 
 if __name__ == "__main__":

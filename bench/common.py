@@ -54,12 +54,13 @@ class BareLoop:
 
 
 def interleaved(contenders: dict[str, Callable[[int], None]], steps_per_round: int, rounds: int,
-                warmup_rounds: int = 2, sync: Callable[[], None] = lambda: None) -> dict[str, float]:
-    """Seconds each contender spent on ``rounds × steps_per_round`` steps, alternating A B A B ...
+                warmup_rounds: int = 2, sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
+    """Seconds each contender took for each round of ``steps_per_round`` steps, alternating A B A B ...
 
     The order within a round alternates too, so neither always runs first.
+    Returns name -> per-round seconds (warm-up rounds dropped).
     """
-    totals = {name: 0.0 for name in contenders}
+    times: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for r in range(warmup_rounds + rounds):
         order = names if r % 2 == 0 else names[::-1]
@@ -69,5 +70,22 @@ def interleaved(contenders: dict[str, Callable[[int], None]], steps_per_round: i
             contenders[name](steps_per_round)
             sync()
             if r >= warmup_rounds:
-                totals[name] += time.perf_counter() - t0
-    return totals
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def report(times: dict[str, list[float]], ours: str, bare: str, examples_per_round: int, label: str) -> None:
+    """Print throughputs and the ratio ours/bare; the last line is the ratio.
+
+    The ratio is the median over rounds of (bare time / our time) for the two
+    back-to-back runs of each round: on a shared machine a burst of outside load
+    hits one round of both, so pairing cancels it, and the median drops outliers.
+    """
+    ours_rate = examples_per_round * len(times[ours]) / sum(times[ours])
+    bare_rate = examples_per_round * len(times[bare]) / sum(times[bare])
+    paired = sorted(b / o for o, b in zip(times[ours], times[bare]))
+    median = paired[len(paired) // 2] if len(paired) % 2 else (paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2
+    print(f"{ours:>14}: {ours_rate:8.0f} examples/s (total-time ratio {ours_rate / bare_rate:.3f})")
+    print(f"{bare:>14}: {bare_rate:8.0f} examples/s")
+    print(f"paired round ratios: min {paired[0]:.3f}, median {median:.3f}, max {paired[-1]:.3f} over {len(paired)} rounds")
+    print(f"ratio {label}: {median:.3f}")
