@@ -56,10 +56,13 @@ def create_app(settings: Settings | None = None, *, session_factory: SessionFact
         interrupted = store.mark_interrupted()
         if interrupted:
             log.info("%d run(s) left active by the previous server are marked interrupted", interrupted)
-        scheduler = Scheduler(store, settings, session_factory=session_factory)
+        datasets = DatasetCache(settings.dataset_cache_size)
+        # Runs share the cached data only with the real RunSession; test fakes build their own.
+        scheduler = Scheduler(store, settings, session_factory=session_factory,
+                              datasets=datasets if session_factory is None else None)
         app.state.store = store
         app.state.scheduler = scheduler
-        app.state.datasets = DatasetCache(settings.dataset_cache_size)
+        app.state.datasets = datasets
         try:
             yield
         finally:

@@ -333,14 +333,17 @@ class Scheduler:
 
     Methods are called from the event loop (and are cheap); the heavy work happens
     in the workers. ``session_factory(experiment, run_id=, device=, limits=,
-    uploads_dir=)`` builds a ``RunSession`` (tests pass a fake).
+    uploads_dir=[, dataset=])`` builds a ``RunSession`` (tests pass a fake).
+    ``datasets``, if given, is a cache with ``get(data_spec, uploads_dir) -> Dataset``:
+    runs on the same data then share one loaded copy instead of loading their own.
     """
 
     def __init__(self, store: Store, settings: Settings, *, session_factory: SessionFactory | None = None,
-                 limits: Any = None) -> None:
+                 limits: Any = None, datasets: Any = None) -> None:
         self.store = store
         self.settings = settings
         self._session_factory = session_factory or _default_session_factory
+        self._datasets = datasets
         self._limits = limits
         self._lock = threading.RLock()
         self._runs: dict[str, Run] = {}
@@ -728,12 +731,16 @@ class DeviceWorker:
         if run.state != "starting":  # deleted or shut down while waiting in the inbox
             return
         try:
+            shared = {}
+            if self.scheduler._datasets is not None:
+                shared["dataset"] = self.scheduler._datasets.get(run.experiment.data, self.store.uploads_dir)
             run.session = self.scheduler._session_factory(
                 run.experiment,
                 run_id=run.id,
                 device=self.device,
                 limits=self.scheduler._limits or _default_limits(self.settings),
                 uploads_dir=self.store.uploads_dir,
+                **shared,
             )
             self.store.set_status(run.id, "running", started=True, device=self.device)
             run.state = "running"

@@ -54,11 +54,13 @@ class RunSession:
         device: str | None = None,
         limits: Limits | None = None,
         uploads_dir: Path | None = None,
+        dataset: Any = None,
     ) -> None:
         self.experiment = experiment
         self.run_id = run_id
         self.limits = limits or Limits()
-        self.trainer = Trainer(experiment, device=device, uploads_dir=uploads_dir, limits=self.limits)
+        # A server passes its cached copy of the data so concurrent runs share one load.
+        self.trainer = Trainer(experiment, device=device, uploads_dir=uploads_dir, limits=self.limits, dataset=dataset)
         self.model = self.trainer.model
         self.dataset = self.trainer.dataset
         self.probe_config = experiment.probes
@@ -451,7 +453,12 @@ class RunSession:
             "probe_share": round(self._probe_seconds / max(self._busy_seconds, 1e-9), 4),
         }
         messages += self._timed(self._hint_messages)
-        state = "failed" if stop and stop.reason in ("non_finite", "exploded") else "finished"
+        if stop and stop.reason in ("non_finite", "exploded"):
+            state = "failed"
+        elif stop and stop.reason == "stopped":
+            state = "stopped"
+        else:
+            state = "finished"
         return messages + [self.final, protocol.status_message(state, message=self.final["message"])]
 
 
