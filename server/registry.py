@@ -72,16 +72,8 @@ def registry_document() -> dict[str, Any]:
         "optimizers": [_entry(m) for m in OPTIMIZERS.values()],
         "schedules": [_entry(m) for m in SCHEDULES.values()],
         "losses": LOSSES,
-        "datasets": [
-            {
-                "name": info.name,
-                "kind": info.kind,
-                "description": info.description,
-                "source": info.source,
-                "licence": info.licence,
-            }
-            for info in DATASETS.values()
-        ],
+        # name, kind, description, source, licence, default_n, input_shape, classes, generated
+        "datasets": [info.to_dict() for info in DATASETS.values()],
         "train_schema": schemas.TrainConfig.model_json_schema(),
         "data_schema": schemas.DataSpec.model_json_schema(),
         "experiment_schema": TypeAdapter(schemas.Experiment).json_schema(),
