@@ -1,0 +1,362 @@
+/**
+ * The page: wiring only. Builds the shell (top bar, side panels, tabs), connects the
+ * Store, the socket, the run tracker, the editor and panels, and routes every server
+ * message to the live views. Logic lives in the modules it wires.
+ */
+
+import "./styles.css";
+import "./viz/viz.css";
+import { api, endpoints } from "./api";
+import { debounce, h } from "./dom";
+import { NetworkEditor } from "./editor/NetworkEditor";
+import { FrameScheduler } from "./frame";
+import type { Experiment } from "./generated/schema";
+import { DataPanel } from "./panels/DataPanel";
+import { FileMenu } from "./panels/FileMenu";
+import { Help } from "./panels/Help";
+import { RunControls } from "./panels/RunControls";
+import { TrainingPanel } from "./panels/TrainingPanel";
+import type { PresetInfo, ServerMessage } from "./protocol";
+import { tidyRegistry, type Registry } from "./registry";
+import { RunTracker } from "./run";
+import { Socket, socketUrl } from "./socket";
+import { DEFAULT_UI, SIDE_PANELS, Store, TABS, decodeState, encodeState, normalizeExperiment, type AppState, type SidePanel, type TabId } from "./state";
+import { Toasts } from "./toast";
+import type { Theme, View, ViewContext } from "./viewContext";
+import { tabSpecs } from "./views";
+
+const HASH_DELAY_MS = 300; // URL update after the last edit
+
+const SIDE_TITLES: Record<SidePanel, string> = { data: "Data", network: "Network", train: "Training" };
+
+async function boot(): Promise<void> {
+  const root = document.getElementById("app");
+  if (!root) return;
+  const toasts = new Toasts();
+  const frames = new FrameScheduler();
+  const themeListeners = new Set<(t: Theme) => void>();
+
+  // What the server offers, and the state to start from: a link, else a preset.
+  const [registry, presetsResult, health] = await Promise.allSettled([
+    endpoints.registry(),
+    endpoints.presets(),
+    endpoints.health(),
+  ]);
+  if (registry.status === "rejected") {
+    root.replaceChildren(h("div.fatal", null, h("h1", null, "dlplay"), h("p", null, `Cannot load the registry from the server: ${(registry.reason as Error).message}`)));
+    return;
+  }
+  const reg: Registry = tidyRegistry(registry.value);
+  const presets: PresetInfo[] = presetsResult.status === "fulfilled" ? presetsResult.value : [];
+  let initial: AppState | null = null;
+  try {
+    initial = await decodeState(location.hash);
+  } catch (err) {
+    toasts.show(`the link is damaged (${(err as Error).message}); starting from a preset`, "error");
+  }
+  const store = new Store(initial ?? { experiment: normalizeExperiment(startingExperiment(reg, presets)), ui: { ...DEFAULT_UI } });
+
+  // ---- runs and the socket ------------------------------------------------
+  const tracker = new RunTracker();
+  const views: View[] = [];
+  const seqLog: number[] = [];
+  const received = new Map<string, number>();
+  const controls = new RunControls({
+    start: () => startRun(),
+    pause: () => withRun((run_id) => socket.send({ cmd: "pause", run_id })),
+    resume: () => withRun((run_id) => socket.send({ cmd: "resume", run_id })),
+    step: () => withRun((run_id) => socket.send({ cmd: "step", run_id })),
+    stop: () => withRun((run_id) => socket.send({ cmd: "stop", run_id })),
+  });
+  const startRun = (): void => {
+    // Restart: the old run would keep a share of the device; stop it first.
+    const previous = tracker.snapshot.runId;
+    if (previous && tracker.active) socket.send({ cmd: "stop", run_id: previous });
+    const id = tracker.starting();
+    socket.send({ cmd: "start", id, experiment: store.experiment });
+  };
+  const withRun = (fn: (runId: string) => void): void => {
+    const id = tracker.snapshot.runId;
+    if (id) fn(id);
+  };
+  const socket = new Socket(socketUrl(), {
+    message: (msg) => route(msg),
+    status: (status, detail) => controls.socket(status, detail),
+  });
+  const route = (msg: ServerMessage): void => {
+    const kind = tracker.classify(msg);
+    if (kind === "other") return;
+    if (kind === "new") {
+      socket.follow(msg.run_id ?? null);
+      seqLog.length = 0;
+      received.clear();
+      for (const view of views) safely(() => view.reset());
+    }
+    if (msg.run_id && typeof msg.seq === "number") seqLog.push(msg.seq);
+    received.set(msg.type, (received.get(msg.type) ?? 0) + 1);
+    tracker.handle(msg);
+    if (msg.type === "error") toasts.show(msg.message, "error");
+    for (const view of views) safely(() => view.onMessage(msg));
+  };
+
+  // ---- panels ------------------------------------------------------------------
+  const editor = new NetworkEditor(store, (m, k) => toasts.show(m, k));
+  const dataPanel = new DataPanel(store);
+  const training = new TrainingPanel(store, {
+    running: () => tracker.active && tracker.snapshot.runId !== null,
+    sendLive: (patch) => withRun((run_id) => socket.send({ cmd: "set", run_id, ...patch })),
+    runShape: () => {
+      const r = editor.lastValidation.result;
+      return r?.steps_per_epoch && r.total_steps ? { stepsPerEpoch: r.steps_per_epoch, totalSteps: r.total_steps } : null;
+    },
+  });
+  const help = new Help();
+  const files = new FileMenu({
+    load: (experiment, label) => {
+      store.setExperiment(experiment);
+      editor.select(null);
+      toasts.show(`loaded ${label} (Ctrl+Z to go back)`);
+    },
+    current: () => store.experiment,
+    shareLink: async () => {
+      const hash = await encodeState(store.state);
+      history.replaceState(null, "", `#${hash}`);
+      return location.href;
+    },
+    toast: (m, k) => toasts.show(m, k),
+  });
+  files.setList(presets);
+  editor.setRegistry(reg);
+  dataPanel.setRegistry(reg);
+  training.setRegistry(reg);
+  if (health.status === "fulfilled") training.setHealth(health.value);
+  editor.onValidation((v) => {
+    controls.setValid(v.result?.ok ?? false);
+    training.sync();
+  });
+  tracker.subscribe((snap) => {
+    controls.update(snap);
+    training.setLive(tracker.active && snap.runId !== null);
+    training.markStep(snap.metrics?.step ?? null);
+  });
+
+  // ---- the view context ------------------------------------------------------------
+  const ctx: ViewContext = {
+    send: (cmd) => socket.send(cmd),
+    runId: () => tracker.snapshot.runId,
+    classes: () => tracker.snapshot.summary?.dataset.classes ?? dataPanel.currentPreview?.classes ?? [],
+    theme: () => store.ui.theme,
+    requestFrame: (cb) => frames.request(cb),
+    api: <T,>(path: string, init?: RequestInit) => api<T>(path, init),
+    onThemeChange: (cb) => {
+      themeListeners.add(cb);
+      return () => themeListeners.delete(cb);
+    },
+  };
+
+  // ---- layout --------------------------------------------------------------------
+  const nameInput = h("input.exp-name", { type: "text", name: "experiment_name", "aria-label": "experiment name", spellcheck: "false", maxlength: 200 });
+  nameInput.addEventListener("input", () => store.edit((doc) => void (doc.name = nameInput.value), { coalesce: "name" }));
+  const undoBtn = h("button.icon#undo", { type: "button", title: "undo (Ctrl+Z)", onclick: () => store.undo() }, "↶");
+  const redoBtn = h("button.icon#redo", { type: "button", title: "redo (Ctrl+Shift+Z)", onclick: () => store.redo() }, "↷");
+  const themeBtn = h("button.icon#theme", { type: "button", title: "dark / light theme", onclick: () => store.setUI({ theme: store.ui.theme === "dark" ? "light" : "dark" }) }, "◐");
+  const projectorBtn = h("button.btn.toggle#projector", { type: "button", title: "projector mode: large type, high contrast", onclick: () => store.setUI({ projector: !store.ui.projector }) }, "Projector");
+  const helpBtn = h("button.icon#help", { type: "button", title: "shortcuts (?)", onclick: () => help.toggle() }, "?");
+
+  const sideButtons = new Map<SidePanel, HTMLButtonElement>();
+  const sideBodies = new Map<SidePanel, HTMLElement>([
+    ["data", dataPanel.el],
+    ["network", editor.el],
+    ["train", training.el],
+  ]);
+  const sideTabs = h("div.side-tabs", { role: "tablist" },
+    SIDE_PANELS.map((id) => {
+      const b = h("button.side-tab", { type: "button", role: "tab", "data-side": id, onclick: () => store.setUI({ side: id }) }, SIDE_TITLES[id]);
+      sideButtons.set(id, b);
+      return b;
+    }));
+  const side = h("aside.side", null, sideTabs, h("div.side-body", null, [...sideBodies.values()]));
+
+  const TAB_SPECS = tabSpecs({ showTab: (tab) => store.setUI({ tab }) });
+  const tabButtons = new Map<TabId, HTMLButtonElement>();
+  const tabPanels = new Map<TabId, HTMLElement>();
+  const viewHosts = new Map<TabId, View[]>();
+  for (const spec of TAB_SPECS) {
+    const button = h("button.tab", { type: "button", role: "tab", "data-tab": spec.id, title: spec.hint, onclick: () => store.setUI({ tab: spec.id }) }, spec.title);
+    tabButtons.set(spec.id, button);
+    const panel = h("section.tab-panel", { "data-tab": spec.id, role: "tabpanel" });
+    const hosted: View[] = [];
+    for (const slot of spec.views) {
+      const box = h(`div.view-box${slot.wide ? ".wide" : ""}`, { "data-view": slot.name });
+      panel.append(box);
+      try {
+        const view = slot.create(box, ctx);
+        views.push(view);
+        hosted.push(view);
+      } catch (err) {
+        console.error(`view ${slot.name} failed to start`, err);
+        box.replaceChildren(h("div.error-box", null, `${slot.name} failed to start: ${(err as Error).message}`));
+      }
+    }
+    if (!spec.views.length) panel.append(h("div.empty-tab", null, h("b", null, spec.title), h("p.muted", null, spec.hint)));
+    tabPanels.set(spec.id, panel);
+    viewHosts.set(spec.id, hosted);
+  }
+  const main = h("main.main", null,
+    h("nav.tabs", { role: "tablist" }, [...tabButtons.values()]),
+    h("div.tab-panels", null, [...tabPanels.values()]));
+
+  const brand = h("div.brand", { title: "dlplay: the deep-learning playground" }, logo(), h("span", null, "dlplay"));
+  const topbar = h("header.topbar", null,
+    brand, nameInput, files.el, h("span.sep"), undoBtn, redoBtn, h("span.spacer"),
+    controls.el, h("span.sep"), themeBtn, projectorBtn, helpBtn);
+  root.replaceChildren(topbar, h("div.workspace", null, side, main), help.el, toasts.el);
+
+  // ---- state -> DOM ------------------------------------------------------------------
+  let lastTab: TabId | null = null;
+  const applyUI = (): void => {
+    const ui = store.ui;
+    const html = document.documentElement;
+    const themeChanged = html.dataset.theme !== ui.theme || html.dataset.projector !== String(ui.projector);
+    html.dataset.theme = ui.theme;
+    html.dataset.projector = String(ui.projector);
+    projectorBtn.classList.toggle("on", ui.projector);
+    for (const [id, b] of sideButtons) b.setAttribute("aria-selected", String(id === ui.side));
+    for (const [id, body] of sideBodies) body.hidden = id !== ui.side;
+    for (const [id, b] of tabButtons) b.setAttribute("aria-selected", String(id === ui.tab));
+    for (const [id, p] of tabPanels) p.hidden = id !== ui.tab;
+    if (ui.tab !== lastTab || themeChanged) {
+      lastTab = ui.tab;
+      for (const view of viewHosts.get(ui.tab) ?? []) safely(() => view.resize?.());
+    }
+    if (themeChanged) {
+      for (const cb of themeListeners) safely(() => cb(ui.theme));
+      editor.refresh(false);
+    }
+  };
+  const applyExperiment = (): void => {
+    const doc = store.experiment;
+    if (document.activeElement !== nameInput) nameInput.value = doc.name ?? "";
+    document.title = `${doc.name && doc.name !== "untitled" ? `${doc.name} · ` : ""}dlplay`;
+    undoBtn.disabled = !store.canUndo();
+    redoBtn.disabled = !store.canRedo();
+    const kind = reg.datasets.find((d) => d.name === doc.data.name)?.kind;
+    for (const spec of TAB_SPECS) tabButtons.get(spec.id)?.classList.toggle("dim", !!kind && !!spec.kinds && !spec.kinds.includes(kind));
+  };
+  let writtenHash = location.hash.replace(/^#/, "");
+  let hashVersion = 0; // encoding is async: only the newest state may write the address bar
+  const writeHash = debounce(async () => {
+    const version = ++hashVersion;
+    const hash = await encodeState(store.state);
+    if (version !== hashVersion) return;
+    writtenHash = hash;
+    history.replaceState(null, "", `#${hash}`);
+  }, HASH_DELAY_MS);
+  store.subscribe((_, changed) => {
+    if (changed.has("ui")) applyUI();
+    if (changed.has("experiment")) applyExperiment();
+    writeHash();
+  });
+  window.addEventListener("hashchange", () => {
+    const hash = location.hash.replace(/^#/, "");
+    if (hash === writtenHash) return;
+    decodeState(hash)
+      .then((state) => state && store.load(state))
+      .catch((err: Error) => toasts.show(`the link is damaged: ${err.message}`, "error"));
+  });
+  applyUI();
+  applyExperiment();
+  if (!initial) writeHash();
+
+  // ---- keyboard --------------------------------------------------------------------
+  document.addEventListener("keydown", (e) => {
+    const target = e.target as HTMLElement | null;
+    const editing = !!target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+    const mod = e.ctrlKey || e.metaKey;
+    if (e.key === "Escape" && help.open) return help.hide();
+    if (mod && e.key === "Enter") {
+      e.preventDefault();
+      startRun();
+      return;
+    }
+    if (editing) return;
+    if (mod && (e.key === "z" || e.key === "Z")) {
+      e.preventDefault();
+      if (e.shiftKey) store.redo();
+      else store.undo();
+      return;
+    }
+    if (mod && (e.key === "y" || e.key === "Y")) {
+      e.preventDefault();
+      store.redo();
+      return;
+    }
+    if (mod || e.altKey && !/^Arrow/.test(e.key)) return;
+    if (e.key === "?") {
+      help.toggle();
+      return;
+    }
+    if (e.key === " " && target?.tagName !== "BUTTON") {
+      e.preventDefault();
+      controls.toggle();
+      return;
+    }
+    if (/^[1-7]$/.test(e.key) && !e.altKey) {
+      const tab = TABS[Number(e.key) - 1];
+      if (tab) store.setUI({ tab });
+      return;
+    }
+    if (store.ui.side === "network" && editor.handleKey(e)) e.preventDefault();
+  });
+
+  socket.connect();
+  window.addEventListener("beforeunload", () => socket.close());
+
+  // Test and console hooks: the e2e tests drive and inspect the page through these.
+  (window as unknown as { __dlplay: unknown }).__dlplay = {
+    store,
+    socket,
+    tracker,
+    editor,
+    seqLog: () => [...seqLog],
+    /** messages of `type` received for the shown run */
+    received: (type: string) => received.get(type) ?? 0,
+    presetName: (id: string) => presets.find((p) => p.id === id)?.experiment.name ?? null,
+    encodeState,
+    decodeState,
+    ready: true,
+  };
+}
+
+/**
+ * Without a link: the widest preset on a 2D set (it trains in seconds and the boundary view
+ * shows at once), else the first preset.
+ */
+function startingExperiment(reg: Registry, presets: PresetInfo[]): Experiment {
+  const is2d = (p: PresetInfo): boolean => reg.datasets.find((d) => d.name === p.experiment.data.name)?.kind === "2d";
+  const width = (p: PresetInfo): number =>
+    p.experiment.network.layers.reduce((sum, l) => sum + Number((l as { out_features?: number }).out_features ?? 0), 0);
+  const chosen = presets.filter(is2d).sort((a, b) => width(b) - width(a))[0] ?? presets[0];
+  if (chosen) return chosen.experiment;
+  return { name: "untitled", data: { name: reg.datasets[0]?.name ?? "" }, network: { layers: [] } };
+}
+
+function safely(fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    console.error(err);
+  }
+}
+
+function logo(): SVGSVGElement {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("class", "logo");
+  svg.innerHTML =
+    '<circle cx="5" cy="6" r="2.6"/><circle cx="5" cy="18" r="2.6"/><circle cx="12" cy="12" r="2.6"/><circle cx="19" cy="6" r="2.6"/><circle cx="19" cy="18" r="2.6"/>' +
+    '<path d="M7.3 7.2 9.8 10.6M7.3 16.8l2.5-3.4M14.2 10.6l2.5-3.4M14.2 13.4l2.5 3.4" fill="none" stroke-width="1.6"/>';
+  return svg;
+}
+
+void boot();

@@ -1,0 +1,92 @@
+/** A small canvas plot of the learning rate per step (POST /api/schedule/preview), with the current step marked. */
+
+import { h, num } from "../dom";
+
+export class SchedulePlot {
+  readonly el: HTMLElement;
+  private canvas: HTMLCanvasElement;
+  private caption: HTMLElement;
+  private values: number[] = [];
+  private steps: number[] = [];
+  private stepsPerEpoch = 1;
+  private marker: number | null = null;
+
+  constructor() {
+    this.canvas = h("canvas.lr-plot", { "aria-label": "learning rate schedule" });
+    this.caption = h("div.lr-caption.muted.small");
+    this.el = h("div.lr-plot-wrap", null, this.canvas, this.caption);
+    new ResizeObserver(() => this.draw()).observe(this.el);
+  }
+
+  /** `points` are [step, lr] pairs (possibly thinned: steps need not be consecutive). */
+  set(points: [number, number][], stepsPerEpoch: number): void {
+    this.steps = points.map((p) => p[0]);
+    this.values = points.map((p) => p[1]);
+    this.stepsPerEpoch = Math.max(1, stepsPerEpoch);
+    this.draw();
+  }
+
+  error(message: string): void {
+    this.values = [];
+    this.steps = [];
+    this.caption.textContent = message;
+    this.draw();
+  }
+
+  /** Mark the run's current step (null hides the marker). */
+  mark(step: number | null): void {
+    if (step === this.marker) return;
+    this.marker = step;
+    this.draw();
+  }
+
+  private draw(): void {
+    const width = this.el.clientWidth || 300;
+    const height = 64; // css px
+    const dpr = window.devicePixelRatio || 1;
+    this.canvas.width = Math.round(width * dpr);
+    this.canvas.height = Math.round(height * dpr);
+    this.canvas.style.width = `${width}px`;
+    this.canvas.style.height = `${height}px`;
+    const g = this.canvas.getContext("2d");
+    if (!g) return;
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.clearRect(0, 0, width, height);
+    const style = getComputedStyle(this.el);
+    const fg = style.getPropertyValue("--accent").trim() || "#2563eb";
+    const grid = style.getPropertyValue("--grid").trim() || "rgba(0,0,0,0.1)";
+    const muted = style.getPropertyValue("--muted").trim() || "#888";
+    const v = this.values;
+    g.strokeStyle = grid;
+    g.strokeRect(0.5, 0.5, width - 1, height - 1);
+    if (!v.length) return;
+    const hi = Math.max(...v);
+    const lo = Math.min(0, ...v);
+    const span = hi - lo || 1;
+    const first = this.steps[0] ?? 1;
+    const last = this.steps[this.steps.length - 1] ?? v.length;
+    const xs = (step: number) => 4 + ((step - first) / Math.max(1, last - first)) * (width - 8);
+    const x = (i: number) => xs(this.steps[i] ?? i);
+    const y = (val: number) => height - 6 - ((val - lo) / span) * (height - 14);
+    // epoch ticks
+    const epochs = last / this.stepsPerEpoch;
+    const every = Math.max(1, Math.ceil(epochs / 10));
+    g.fillStyle = grid;
+    for (let e = every; e < epochs; e += every) g.fillRect(Math.round(xs(e * this.stepsPerEpoch)), 1, 1, height - 2);
+    g.beginPath();
+    const stride = Math.max(1, Math.floor(v.length / (width * 2)));
+    for (let i = 0; i < v.length; i += stride) {
+      if (i === 0) g.moveTo(x(i), y(v[i] ?? 0));
+      else g.lineTo(x(i), y(v[i] ?? 0));
+    }
+    g.lineTo(x(v.length - 1), y(v[v.length - 1] ?? 0));
+    g.strokeStyle = fg;
+    g.lineWidth = 1.5;
+    g.stroke();
+    if (this.marker !== null && this.marker <= last) {
+      g.fillStyle = muted;
+      g.fillRect(Math.round(xs(this.marker)), 1, 1.5, height - 2);
+    }
+    this.caption.textContent = `LR ${num(v[0] ?? 0)} → ${num(v[v.length - 1] ?? 0)}, peak ${num(hi)} · ${last.toLocaleString()} steps (${num(epochs)} epochs)`;
+  }
+}

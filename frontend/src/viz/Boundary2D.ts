@@ -1,0 +1,344 @@
+/**
+ * Decision regions of a 2D classifier (`boundary`), TensorFlow-Playground style:
+ * P(class 1) as an orange→blue heat map with the 0.5 contour, the validation
+ * points on top, and small multiples of every hidden neuron's response. Hovering
+ * a neuron shows its map large in place of the output (as the Playground does).
+ *
+ * Image orientation: row 0 of `probs` and of each neuron map is the top of the
+ * plot (y = extent[3]), column 0 is x = extent[0]. With more than two classes the
+ * regions come from the `predicted` image (grey level = class index), coloured with
+ * the class palette (theme.ts CLASS_COLORS) that the points use too.
+ */
+
+import type { BoundaryMsg, Image, ServerMessage, SummaryMsg } from "../protocol";
+import type { ViewContext } from "../viewContext";
+import { colormap, cssToRgb, legendCanvas, type Lut } from "./colormap";
+import { contourSegments } from "./contour";
+import { Redraw, Tooltip, button, cssNumber, el, emptyState, fitCanvas, fmt, onWidthChange, toggle, widthOf } from "./dom";
+import { blankCanvas, colorizeGrey, ctx2d, decodeAll, decodeImage, drawPixelated, greyValues, pixelCanvas, type Decoded } from "./image";
+import { CLASS_COLORS, classColor, font, readPalette, type Palette } from "./theme";
+import { linScale } from "./plot";
+
+export interface Boundary2DOptions {
+  /** show the validation points (default true) */
+  points?: boolean;
+}
+
+interface Neuron {
+  layer: string;
+  unit: number;
+  img: Decoded | null;
+}
+
+export class Boundary2D {
+  private readonly redraw: Redraw;
+  private msg: BoundaryMsg | null = null;
+  private probs: Decoded | null = null;
+  private probValues: Float32Array | null = null;
+  /** class index per cell (multi-class), from the message's `predicted` image */
+  private classIdx: Float32Array | null = null;
+  private classImg: HTMLCanvasElement | null = null;
+  private neurons: Neuron[] = [];
+  private summary: SummaryMsg | null = null;
+  private showPoints: boolean;
+  private discrete = false;
+  /** neuron shown in the main plot while hovered */
+  private focus: Neuron | null = null;
+  private plot: { x0: number; y0: number; size: number } | null = null;
+
+  private readonly empty: HTMLElement;
+  private readonly body: HTMLElement;
+  private readonly canvas = el("canvas", { class: "viz-boundary-canvas" });
+  private readonly mainTitle = el("div", { class: "viz-caption" });
+  private readonly neuronBox = el("div", { class: "viz-neurons" });
+  private readonly stats = el("div", { class: "viz-stats" });
+  private readonly legend = el("div", { class: "viz-legend" });
+  private readonly tip: Tooltip;
+
+  constructor(private readonly root: HTMLElement, private readonly ctx: ViewContext, opts: Boundary2DOptions = {}) {
+    this.showPoints = opts.points ?? true;
+    this.redraw = new Redraw(ctx, () => this.draw());
+    const pts = toggle("points", this.showPoints, (on) => {
+      this.showPoints = on;
+      this.redraw.request();
+    }, "validation points");
+    const disc = toggle("discretize", false, (on) => {
+      this.discrete = on;
+      this.redraw.request();
+    }, "colour by the predicted class only (P > 0.5), as TensorFlow Playground's 'discretize output'");
+    const refresh = button("↻ now", () => {
+      const run = ctx.runId();
+      if (run !== null) ctx.send({ cmd: "probe", run_id: run, probe: "boundary" });
+    }, { title: "recompute the regions now" });
+    const main = el("figure", { class: "viz-boundary-main" }, [el("div", { class: "viz-boundary-wrap" }, [this.canvas]), this.mainTitle]);
+    this.body = el("div", { class: "viz-boundary-body" }, [
+      el("div", { class: "viz-toolbar" }, [this.stats, el("span", { class: "viz-spacer" }), this.legend, pts.label, disc.label, refresh]),
+      el("div", { class: "viz-boundary-row" }, [main, this.neuronBox]),
+    ]);
+    this.tip = new Tooltip(main);
+    this.empty = emptyState("Start training on a 2D dataset to see the decision regions", "Spirals, circles, XOR…: the background shows what the network predicts at every point.");
+    root.classList.add("viz-view", "viz-boundary");
+    root.replaceChildren(this.empty, this.body);
+    this.canvas.addEventListener("mousemove", (e) => this.hover(e));
+    this.canvas.addEventListener("mouseleave", () => this.tip.hide());
+    onWidthChange(root, () => this.redraw.request());
+    ctx.onThemeChange(() => this.redraw.request());
+    this.redraw.request();
+  }
+
+  onMessage(msg: ServerMessage): void {
+    if (msg.type === "summary") {
+      this.summary = msg;
+      this.redraw.request();
+      return;
+    }
+    if (msg.type !== "boundary") return;
+    const predicted = (msg as BoundaryMsg & { predicted?: Image | null }).predicted ?? null;
+    void Promise.all([decodeImage(msg.probs), decodeAll([predicted, ...msg.neurons.map((n) => n.map)])]).then(([probs, [pred, ...imgs]]) => {
+      this.msg = msg;
+      this.probs = probs;
+      this.probValues = probs.c === 1 ? greyValues(probs) : null;
+      this.classIdx = pred != null ? greyValues(pred).map((v) => Math.round(v * 255)) : null;
+      this.classImg = pred != null && this.classIdx !== null ? this.classCanvas(pred.w, pred.h, this.classIdx) : null;
+      const prevFocus = this.focus;
+      this.neurons = msg.neurons.map((n, i) => ({ layer: n.layer, unit: n.unit, img: imgs[i] ?? null }));
+      this.focus = prevFocus !== null ? this.neurons.find((n) => n.layer === prevFocus.layer && n.unit === prevFocus.unit) ?? null : null;
+      this.buildNeurons();
+      this.redraw.request();
+    });
+  }
+
+  reset(): void {
+    this.msg = null;
+    this.probs = null;
+    this.probValues = null;
+    this.classIdx = null;
+    this.classImg = null;
+    this.neurons = [];
+    this.focus = null;
+    this.summary = null;
+    this.neuronBox.replaceChildren();
+    this.redraw.request();
+  }
+
+  resize(): void {
+    this.redraw.request();
+  }
+
+  /** Region image of a class-index field in the class palette. */
+  private classCanvas(w: number, h: number, idx: Float32Array): HTMLCanvasElement {
+    const c = blankCanvas(w, h);
+    const g = ctx2d(c);
+    const img = g.createImageData(w, h);
+    const rgb = CLASS_COLORS.map((col) => cssToRgb(col));
+    for (let i = 0; i < w * h; i++) {
+      const k = rgb[(idx[i]! | 0) % rgb.length]!;
+      img.data[4 * i] = k[0];
+      img.data[4 * i + 1] = k[1];
+      img.data[4 * i + 2] = k[2];
+      img.data[4 * i + 3] = 255;
+    }
+    g.putImageData(img, 0, 0);
+    return c;
+  }
+
+  /** Multi-class maps (more than two classes and a `predicted` image). */
+  private multiclass(): boolean {
+    return this.classImg !== null && (this.classes().length > 2 || this.probs?.c !== 1);
+  }
+
+  private classes(): string[] {
+    return this.summary?.dataset.classes ?? this.ctx.classes();
+  }
+
+  /** The region colour map: orange (class 0) → pale → blue (class 1), or two flat colours when discretized. */
+  private lut(): Lut {
+    if (!this.discrete) return colormap("diverging");
+    const lut = new Uint8ClampedArray(256 * 3);
+    const lo = colormap("diverging");
+    for (let i = 0; i < 256; i++) {
+      const j = i < 128 ? 40 : 215;
+      lut[3 * i] = lo[3 * j]!;
+      lut[3 * i + 1] = lo[3 * j + 1]!;
+      lut[3 * i + 2] = lo[3 * j + 2]!;
+    }
+    return lut;
+  }
+
+  private buildNeurons(): void {
+    const p = readPalette(this.root, this.ctx.theme());
+    const size = cssNumber(this.root, "--viz-neuron", 4.2 * p.fontPx);
+    const groups = new Map<string, Neuron[]>();
+    for (const n of this.neurons) {
+      const g = groups.get(n.layer) ?? [];
+      g.push(n);
+      groups.set(n.layer, g);
+    }
+    const lut = colormap("diverging");
+    const sections: HTMLElement[] = [];
+    for (const [layer, ns] of groups) {
+      const tiles = ns.map((n) => {
+        const c = n.img !== null ? pixelCanvas(n.img.c === 1 ? colorizeGrey(n.img, lut) : n.img.canvas, size, size) : el("div", { class: "viz-neuron-missing" });
+        const t = el("figure", { class: "viz-neuron", title: `${layer} · unit ${n.unit}: hover to enlarge` }, [c, el("figcaption", { text: String(n.unit) })]);
+        t.addEventListener("mouseenter", () => {
+          this.focus = n;
+          this.redraw.request();
+        });
+        t.addEventListener("mouseleave", () => {
+          this.focus = null;
+          this.redraw.request();
+        });
+        return t;
+      });
+      sections.push(el("section", { class: "viz-neuron-layer" }, [el("div", { class: "viz-fm-head" }, [el("b", { text: layer }), el("span", { class: "viz-note", text: `${ns.length} neurons` })]), el("div", { class: "viz-neuron-grid" }, tiles)]));
+    }
+    this.neuronBox.replaceChildren(...sections);
+    this.neuronBox.hidden = sections.length === 0;
+  }
+
+  private draw(): void {
+    const m = this.msg;
+    this.empty.hidden = m !== null;
+    this.body.hidden = m === null;
+    if (m === null || this.probs === null) return;
+    const p = readPalette(this.root, this.ctx.theme());
+    const classes = this.classes();
+    this.stats.replaceChildren(
+      el("span", { class: "viz-stat" }, [el("span", { class: "viz-stat-k", text: "step" }), el("b", { text: m.step.toLocaleString() })]),
+      el("span", { class: "viz-stat" }, [el("span", { class: "viz-stat-k", text: "points" }), el("b", { text: String(m.points.length) })]),
+    );
+    const binary = !this.multiclass();
+    const lkey = `${binary}|${classes.join(",")}|${this.discrete}`;
+    if (this.legend.dataset.key !== lkey) {
+      this.legend.dataset.key = lkey;
+      this.legend.replaceChildren(
+        ...(binary
+          ? [el("span", { class: "viz-scale" }, [classes[0] ?? "class 0", legendCanvas(this.lut(), 64, 9), classes[1] ?? "class 1"])]
+          : classes.map((c, i) => el("span", { class: "viz-legend-item" }, [el("i", { class: "viz-swatch box", style: { "--c": classColor(i) } }), el("span", { class: "viz-legend-name", text: c })]))),
+      );
+    }
+
+    const width = widthOf(this.body);
+    const neuronsW = this.neurons.length > 0 ? Math.min(width * 0.45, 22 * p.fontPx) : 0;
+    const maxSize = cssNumber(this.root, "--viz-boundary-size", 26 * p.fontPx);
+    const left = Math.round(p.fontPx * 2.6);
+    const bottom = Math.round(p.fontPx * 1.6);
+    const size = Math.max(120, Math.min(maxSize, width - neuronsW - left - 24));
+    const g = fitCanvas(this.canvas, size + left + 6, size + bottom + 6);
+    const x0 = left;
+    const y0 = 4;
+    this.plot = { x0, y0, size };
+
+    const focus = this.focus;
+    if (focus !== null && focus.img !== null) {
+      drawPixelated(g, focus.img.c === 1 ? colorizeGrey(focus.img, colormap("diverging")) : focus.img.canvas, x0, y0, size, size, true);
+      this.mainTitle.textContent = `neuron ${focus.layer} #${focus.unit} (orange < 0 < blue)`;
+    } else {
+      const img = binary ? colorizeGrey(this.probs, this.lut()) : this.classImg ?? this.probs.canvas;
+      // smooth: a 64x64 grid reads as a continuous field, as in the Playground
+      drawPixelated(g, img, x0, y0, size, size, !this.discrete);
+      // lighten (or darken) the regions so the points stand out; class colours are strong, so more
+      const veil = binary ? (p.theme === "dark" ? 0.28 : 0.22) : p.theme === "dark" ? 0.45 : 0.55;
+      g.fillStyle = p.theme === "dark" ? `rgba(0,0,0,${veil})` : `rgba(255,255,255,${veil})`;
+      g.fillRect(x0, y0, size, size);
+      this.mainTitle.textContent = binary ? `P(${classes[1] ?? "class 1"}) · line: P = 0.5` : "predicted class";
+      if (binary && this.probValues !== null) this.drawContour(g, p, this.probValues, this.probs.w, this.probs.h, x0, y0, size);
+    }
+
+    // axes
+    const [ex0, ex1, ey0, ey1] = m.extent;
+    const xs = linScale(ex0, ex1, x0, x0 + size, 4);
+    const ys = linScale(ey0, ey1, y0 + size, y0, 4);
+    g.strokeStyle = p.grid;
+    g.strokeRect(x0 + 0.5, y0 + 0.5, size - 1, size - 1);
+    g.font = font(p, 0.72);
+    g.fillStyle = p.muted;
+    g.textAlign = "center";
+    g.textBaseline = "top";
+    for (const t of xs.ticks()) g.fillText(fmt(t, 2), xs.px(t), y0 + size + 3);
+    g.textAlign = "right";
+    g.textBaseline = "middle";
+    for (const t of ys.ticks()) g.fillText(fmt(t, 2), x0 - 4, ys.px(t));
+
+    // points
+    if (this.showPoints && focus === null) {
+      const r = Math.max(2.5, Math.min(5, size / 95));
+      const stroke = p.theme === "dark" ? "rgba(0,0,0,0.75)" : "rgba(255,255,255,0.95)";
+      g.lineWidth = 1.2;
+      for (const [px, py, label] of m.points) {
+        const x = xs.px(px);
+        const y = ys.px(py);
+        const wrong = this.predictedAt(px, py) !== null && this.predictedAt(px, py) !== label;
+        g.beginPath();
+        g.arc(x, y, wrong ? r + 0.8 : r, 0, Math.PI * 2);
+        g.fillStyle = classColor(label);
+        g.fill();
+        g.strokeStyle = wrong ? p.fg : stroke;
+        g.lineWidth = wrong ? 1.8 : 1.2;
+        g.stroke();
+      }
+    }
+  }
+
+  private drawContour(g: CanvasRenderingContext2D, p: Palette, v: Float32Array, w: number, h: number, x0: number, y0: number, size: number): void {
+    const segs = contourSegments(v, w, h, 0.5);
+    g.save();
+    g.beginPath();
+    g.rect(x0, y0, size, size);
+    g.clip();
+    g.strokeStyle = p.theme === "dark" ? "rgba(255,255,255,0.85)" : "rgba(20,24,32,0.8)";
+    g.lineWidth = 1.6;
+    g.lineCap = "round";
+    g.beginPath();
+    const sx = size / w;
+    const sy = size / h;
+    for (const [a, b, c, d] of segs) {
+      g.moveTo(x0 + a * sx, y0 + b * sy);
+      g.lineTo(x0 + c * sx, y0 + d * sy);
+    }
+    g.stroke();
+    g.restore();
+  }
+
+  /** Predicted class at data point (x, y): from the class map, else P(class 1) > 0.5. */
+  private predictedAt(x: number, y: number): number | null {
+    if (this.multiclass()) {
+      const k = this.valueAt(x, y, this.classIdx);
+      return k === null ? null : Math.round(k);
+    }
+    const v = this.valueAt(x, y);
+    return v === null ? null : v > 0.5 ? 1 : 0;
+  }
+
+  private valueAt(x: number, y: number, field: Float32Array | null = this.probValues): number | null {
+    const m = this.msg;
+    const v = field;
+    const img = this.probs;
+    if (m === null || v === null || img === null) return null;
+    const [ex0, ex1, ey0, ey1] = m.extent;
+    const i = Math.floor(((x - ex0) / (ex1 - ex0)) * img.w);
+    const j = Math.floor(((ey1 - y) / (ey1 - ey0)) * img.h);
+    if (i < 0 || j < 0 || i >= img.w || j >= img.h) return null;
+    return v[j * img.w + i] ?? null;
+  }
+
+  private hover(e: MouseEvent): void {
+    const m = this.msg;
+    const pl = this.plot;
+    if (m === null || pl === null) return;
+    const r = this.canvas.getBoundingClientRect();
+    const hr = this.tip.el.parentElement!.getBoundingClientRect();
+    const cx = e.clientX - r.left - pl.x0;
+    const cy = e.clientY - r.top - pl.y0;
+    if (cx < 0 || cy < 0 || cx > pl.size || cy > pl.size) return this.tip.hide();
+    const [ex0, ex1, ey0, ey1] = m.extent;
+    const x = ex0 + (cx / pl.size) * (ex1 - ex0);
+    const y = ey1 - (cy / pl.size) * (ey1 - ey0);
+    const v = this.valueAt(x, y);
+    const k = this.predictedAt(x, y);
+    const classes = this.classes();
+    const rows: [string, string][] = [["x₁", fmt(x, 3)], ["x₂", fmt(y, 3)]];
+    if (v !== null && !this.multiclass()) rows.push([`P(${classes[1] ?? "class 1"})`, fmt(v, 2)]);
+    this.tip.show(e.clientX - hr.left, e.clientY - hr.top, k !== null ? `predicts ${classes[k] ?? k}` : "point", rows);
+  }
+}
