@@ -71,7 +71,8 @@ def test_preset_then_training_draws_the_curves(page):
     open_app(page)
     load_preset(page, "spiral_mlp")
     assert layer_names(page) == ["hidden", "out"]
-    edit(page, "doc.train.max_steps = 400; doc.train.log_every = 10;")
+    # Long enough that it is surely still running while we look; we stop it ourselves below.
+    edit(page, "doc.train.max_steps = 200000; doc.train.log_every = 10;")
     page.click("[data-side=train]")
     page.wait_for_selector(".lr-plot")
     page.click("#start")
@@ -87,8 +88,9 @@ def test_preset_then_training_draws_the_curves(page):
     page.wait_for_function("() => window.__dlplay.received('hyperparams') > 0", timeout=10_000)
     page.wait_for_function("() => window.__dlplay.tracker.snapshot.metrics.lr === 0.05", timeout=20_000)
     shoot(page, "03_training_curves")
-    wait_state(page, "finished")
-    assert "finished" in page.locator("#status").inner_text()
+    page.click("#stop")
+    wait_state(page, "stopped")
+    assert "stopped" in page.locator("#status").inner_text()
     page.click(".tab[data-tab='2d']")
     page.wait_for_selector("[data-view=Boundary2D] canvas")
     page.wait_for_timeout(500)
