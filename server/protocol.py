@@ -19,6 +19,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from server.probes.weights import tile_grid
+
 # Message types that carry images. A slow client only needs the newest of each,
 # so the server may coalesce them; every other type is kept in full.
 IMAGE_TYPES = frozenset(
@@ -27,6 +29,9 @@ IMAGE_TYPES = frozenset(
 
 # Series sent to the page are thinned to at most this many points per series.
 DEFAULT_MAX_POINTS = 1000  # points per time series
+
+# Gaps between tiles of a filter or feature-map grid: mid-grey, which is weight 0 on the filters' scale.
+FILTER_GAP_GREY = 128
 
 # Floats in messages are rounded to this many significant digits: charts need
 # no more, and it keeps JSON lines short.
@@ -261,19 +266,6 @@ def weights_message(step: int, layers: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-def _tile(images: np.ndarray, cols: int, pad: int = 1) -> np.ndarray:
-    """Tiles (n, h, w[, 3]) -> one grid image with ``pad`` pixels of mid-grey between tiles."""
-    n, h, w = images.shape[:3]
-    cols = max(1, min(cols, n))
-    rows = -(-n // cols)
-    shape = (rows * (h + pad) - pad, cols * (w + pad) - pad) + images.shape[3:]
-    grid = np.full(shape, 128 if images.ndim == 3 else 96, np.uint8)
-    for i in range(n):
-        r, c = divmod(i, cols)
-        grid[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = images[i]
-    return grid
-
-
 def filters_message(step: int, layer: str, grid: Any) -> dict[str, Any]:
     """A conv layer's filters as one grid image; pixel 128 is weight 0, 255 is +scale, 1 is -scale."""
     images = np.asarray(grid.images)
@@ -289,7 +281,7 @@ def filters_message(step: int, layer: str, grid: Any) -> dict[str, Any]:
         "tile": [int(images.shape[1]), int(images.shape[2])],
         "tiles": [[int(o), None if i is None else int(i)] for o, i in grid.tiles],
         "max_abs": clean_float(grid.max_abs),
-        "grid": encode_image(_tile(images, cols)),
+        "grid": encode_image(tile_grid(images, cols, pad=1, fill=FILTER_GAP_GREY)),
     }
 
 
@@ -302,7 +294,7 @@ def feature_maps_message(step: int, index: int, label: int, image: dict | None, 
         if fm.images is not None:
             k = fm.images.shape[0]
             cols = int(math.ceil(math.sqrt(k)))
-            entry.update(grid=encode_image(_tile(np.asarray(fm.images), cols)), cols=cols, channels=int(k),
+            entry.update(grid=encode_image(tile_grid(np.asarray(fm.images), cols, pad=1, fill=FILTER_GAP_GREY)), cols=cols, channels=int(k),
                          tile=[int(fm.images.shape[1]), int(fm.images.shape[2])])
         else:
             entry["values"] = jsonable(np.asarray(fm.values))
