@@ -210,3 +210,11 @@ def test_direct_reads_match_scikit_learns_public_loaders(monkeypatch):
     finally:
         image_sets._digits_arrays.cache_clear()
         image_sets._photos.cache_clear()
+
+
+def test_an_oversized_generated_set_is_refused_before_it_is_made():
+    from server.datasets import DataError, load_dataset
+    from server.schemas import DataSpec
+
+    with pytest.raises(DataError, match=r"photo_patches.*200,000 examples of 3x32x32 would take 2.3 GiB.*at most 87,381"):
+        load_dataset(DataSpec(name="photo_patches", n_samples=200_000))
