@@ -46,6 +46,8 @@ export class Evaluation {
   private normalize: boolean;
   private layout: MatrixLayout | null = null;
   private galleryDirty = true;
+  /** run whose evaluation this view already asked for on being shown */
+  private askedFor: string | null = null;
 
   private readonly empty: HTMLElement;
   private readonly body: HTMLElement;
@@ -176,6 +178,13 @@ export class Evaluation {
   resize(): void {
     this.galleryDirty = true;
     this.redraw.request();
+    // Shown before the run's first scheduled evaluation: ask for one now rather than show nothing.
+    const run = this.ctx.runId();
+    if (this.confusion === null && run !== null && this.askedFor !== run) {
+      this.askedFor = run;
+      this.ctx.send({ cmd: "probe", run_id: run, probe: "confusion" });
+      this.ctx.send({ cmd: "probe", run_id: run, probe: "misclassified" });
+    }
   }
 
   private remember(index: number, img: Image | null | undefined): void {
