@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils import clip_grad_norm_
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from server.fused_mlp import FusedMLP, why_not_fused
 from server.builder import GraphModel, NetworkSummary, apply_data_dependent_init, build_model
 from server.datasets import Augmenter, Dataset, load_dataset
 from server.losses import Objective, build_objective, perceptron_objective
@@ -85,10 +86,18 @@ class StepResult:
     epoch: float  # passes over the training set done: step / steps_per_epoch
     lr: float  # the LR this step used
     batch_size: int
-    loss: Tensor  # 0-d, detached, on the device (no sync per step); the data loss of this step's batch
+    # The data loss of this step's batch: a 0-d detached tensor on the device (no sync per step), or a
+    # float from the fused NumPy path (making a tensor of it on every step would cost more than the step).
+    raw_loss: Tensor | float
     metrics: IntervalMetrics | None  # every log_every steps, and on the step that ends the run
     evaluation: EvalResult | None  # every eval_every steps (default once an epoch), and on the final step
     stop: StopInfo | None  # set on the step that ends the run
+
+    @property
+    def loss(self) -> Tensor:
+        """The step's data loss as a 0-d tensor."""
+        loss = self.raw_loss
+        return loss if isinstance(loss, Tensor) else torch.tensor(loss)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -145,7 +154,7 @@ class Trainer:
     """
 
     def __init__(self, experiment: Experiment, *, device: str | None = None, dataset: Dataset | None = None,
-                 uploads_dir=None, limits=None):
+                 uploads_dir=None, limits=None, fused: bool = True):
         self.experiment = experiment
         train = self.config = experiment.train
         self.device = resolve_device(device or train.device)
@@ -226,10 +235,14 @@ class Trainer:
         self.n_train, self.n_val = n_train, n_val
         self.batch_size = n_train if train.batch_size == "full" else min(train.batch_size, n_train)
         self.steps_per_epoch = n_train // self.batch_size
+        # None: train until stopped (no epochs, no max_steps), like TF Playground.
+        self.total_steps: int | None
         if train.max_steps is not None:
             self.total_steps = train.max_steps
-        else:
+        elif train.epochs is not None:
             self.total_steps = max(1, math.ceil(train.epochs * self.steps_per_epoch - 1e-9))
+        else:
+            self.total_steps = None
         self._full_batch = self.batch_size == n_train  # order is irrelevant: use the data as it lies
         self._eval_every = train.eval_every or self.steps_per_epoch
         self._log_every = train.log_every
@@ -259,7 +272,7 @@ class Trainer:
         self._lr = -1.0
         self._set_lr(self._scheduled_lr(0))
         self._batch_in_epoch = 0
-        self._batches: tuple[Tensor, ...] = ()
+        self._batches: Tensor = torch.empty(0, dtype=torch.int64)  # (steps_per_epoch, batch_size) this epoch's order
         self._x, self._y = dataset.x_train, dataset.y_train
         self._losses: list[Tensor] = []  # pending per-step losses (0-d)
         self._preds: list[Tensor] = []  # ... predicted classes (N,) and labels (N,) of each step's batch
@@ -272,6 +285,20 @@ class Trainer:
         self._best_val = math.inf
         self._best_val_step = 0
         self._bad_evals = 0
+
+        # -- the fused NumPy path for small MLPs (server/fused_mlp.py) -----------------------------------
+        # Its steps report plain floats, so interval statistics are summed in Python (on the CPU a sync is free).
+        self.fused: FusedMLP | None = None
+        self.fused_reason = "disabled" if not fused else why_not_fused(
+            self.model, experiment, self.device, augmenting=self._augment is not None, ema=self.ema is not None)
+        if self.fused_reason is None and not self.perceptron and not self._stochastic:
+            self.fused = FusedMLP(self.model, self.optimizer, self.objective, train.loss)
+            self._x_np = dataset.x_train.reshape(n_train, -1).numpy()
+            self._y_np = dataset.y_train.numpy()
+        self._acc_steps = 0
+        self._acc_loss = 0.0
+        self._acc_correct = 0
+        self._acc_bad: tuple[float, int] | None = None  # (value, step) of the interval's first non-finite loss
 
     # -- validation of the document -----------------------------------------------------------
 
@@ -329,14 +356,18 @@ class Trainer:
     def _next_batch(self) -> tuple[Tensor, Tensor]:
         if self._full_batch:
             return self._x, self._y
+        idx = self._next_indices()
+        return self._x.index_select(0, idx), self._y.index_select(0, idx)
+
+    def _next_indices(self) -> Tensor:
+        """The next mini-batch's example indices, (batch_size,) int64: a fresh permutation each epoch."""
         i = self._batch_in_epoch
         if i == 0:
             n, bs = self.n_train, self.batch_size
             perm = torch.randperm(n, generator=self.generator, device=self.device)
-            self._batches = perm[: self.steps_per_epoch * bs].split(bs)
-        idx = self._batches[i]
+            self._batches = perm[: self.steps_per_epoch * bs].reshape(self.steps_per_epoch, bs)
         self._batch_in_epoch = i + 1 if i + 1 < self.steps_per_epoch else 0
-        return self._x.index_select(0, idx), self._y.index_select(0, idx)
+        return self._batches[i]
 
     # -- one step ---------------------------------------------------------------------------------
 
@@ -367,12 +398,18 @@ class Trainer:
         self.optimizer.step(closure)
         return first[0]
 
-    def step(self) -> StepResult:
-        """One optimizer step on the next mini-batch; see StepResult for what comes back when."""
+    def step(self, *, observed: bool = False) -> StepResult:
+        """One optimizer step on the next mini-batch; see StepResult for what comes back when.
+
+        observed: hooks watch this step (activation/gradient probes), so it must run through the
+        module's forward and autograd even when the fused NumPy path could take it.
+        """
         if self.done:
             raise RuntimeError(f"the run has ended ({self.stop.reason}): {self.stop.message}")
         t0 = time.perf_counter()
         k = self.step_count
+        if self.fused is not None and not observed:
+            return self._fused_step(k, t0)
         if self._stochastic:
             self._set_rng(self._rng_state)
         if self._lr_moves:
@@ -407,25 +444,54 @@ class Trainer:
         if self._stochastic:
             self._rng_state = self._get_rng()
 
-        # One kernel per step for the metrics (argmax); comparing with the labels waits for the flush.
-        self._losses.append(loss)
-        self._preds.append(self.objective.predict(out))
-        self._targets.append(y)
-        if len(self._losses) >= self._chunk_steps:
-            self._stack_chunk()
+        if self.fused is not None:
+            # A run on the fused path sums its interval in Python; an observed step joins that sum.
+            self._accumulate(loss.item(), int(self.objective.correct(out, y)), k + 1)
+        else:
+            # One kernel per step for the metrics (argmax); comparing with the labels waits for the flush.
+            self._losses.append(loss)
+            self._preds.append(self.objective.predict(out))
+            self._targets.append(y)
+            if len(self._losses) >= self._chunk_steps:
+                self._stack_chunk()
         k += 1
         self.step_count = k
         self.epoch = k / self.steps_per_epoch
         self._interval_seconds += time.perf_counter() - t0
         return self._after_step(k, lr, loss)
 
-    def _after_step(self, k: int, lr: float, loss: Tensor) -> StepResult:
+    def _fused_step(self, k: int, t0: float) -> StepResult:
+        """One step on the fused NumPy path: the same batch order, LR and update as the autograd path."""
+        if self._lr_moves:
+            self._set_lr(self._scheduled_lr(k))
+        lr = self._lr
+        if self._full_batch:
+            x, y = self._x_np, self._y_np
+        else:
+            idx = self._next_indices().numpy()  # a view: no copy
+            x, y = self._x_np[idx], self._y_np[idx]
+        result = self.fused.step(x, y, lr, self.l1, self.l2, self._clip)
+        k += 1
+        self._accumulate(result.loss, result.correct, k)
+        self.step_count = k
+        self.epoch = k / self.steps_per_epoch
+        self._interval_seconds += time.perf_counter() - t0
+        return self._after_step(k, lr, result.loss)
+
+    def _accumulate(self, loss: float, correct: int, step: int) -> None:
+        self._acc_steps += 1
+        self._acc_loss += loss
+        self._acc_correct += correct
+        if self._acc_bad is None and not math.isfinite(loss):
+            self._acc_bad = (loss, step)
+
+    def _after_step(self, k: int, lr: float, loss: Tensor | float) -> StepResult:
         """Bookkeeping that syncs, on the steps that need it: initial loss, metrics, evaluation, stop."""
         metrics = evaluation = None
-        last = k >= self.total_steps
+        last = self.total_steps is not None and k >= self.total_steps
         if k == 1:
             t = time.perf_counter()
-            self.initial_loss = loss.item()
+            self.initial_loss = loss if isinstance(loss, float) else loss.item()
             self._interval_seconds += time.perf_counter() - t
             if not math.isfinite(self.initial_loss):
                 self._finish("non_finite", self._non_finite_message(self.initial_loss, 1))
@@ -438,7 +504,7 @@ class Trainer:
             self._after_evaluation(evaluation, k)
         if last:
             self._finish("finished", f"Finished: {k} steps, {self.epoch:.4g} epochs.")
-        if self.stop is not None and metrics is None and (self._losses or self._loss_chunks):
+        if self.stop is not None and metrics is None and (self._losses or self._loss_chunks or self._acc_steps):
             metrics = self._flush_metrics(k, check=False)
         return StepResult(k, self.epoch, lr, self.batch_size, loss, metrics, evaluation, self.stop)
 
@@ -451,23 +517,31 @@ class Trainer:
 
     def _flush_metrics(self, k: int, check: bool = True) -> IntervalMetrics:
         """Interval means (one sync) and the health checks on them."""
-        if self._losses:
-            self._stack_chunk()
-        losses = torch.cat(self._loss_chunks)
-        correct = torch.cat(self._correct_chunks).sum()
-        self._loss_chunks, self._correct_chunks = [], []
         t = time.perf_counter()
-        loss_sum, n_correct = torch.stack([losses.sum().double(), correct.double()]).tolist()
+        if self.fused is not None:
+            steps, loss_sum, n_correct, bad = self._acc_steps, self._acc_loss, self._acc_correct, self._acc_bad
+            self._acc_steps, self._acc_loss, self._acc_correct, self._acc_bad = 0, 0.0, 0, None
+        else:
+            if self._losses:
+                self._stack_chunk()
+            losses = torch.cat(self._loss_chunks)
+            correct = torch.cat(self._correct_chunks).sum()
+            self._loss_chunks, self._correct_chunks = [], []
+            loss_sum, n_correct = torch.stack([losses.sum().double(), correct.double()]).tolist()
+            steps = int(losses.shape[0])
+            bad = None
+            if not math.isfinite(loss_sum):
+                first = int((~torch.isfinite(losses)).nonzero()[0, 0])
+                bad = (losses[first].item(), k - steps + 1 + first)
         seconds = self._interval_seconds + (time.perf_counter() - t)
         self._interval_seconds = 0.0
-        steps = int(losses.shape[0])
         examples = steps * self.batch_size
         mean = loss_sum / steps
         metrics = IntervalMetrics(mean, n_correct / examples, examples / seconds if seconds > 0 else math.inf, steps)
         if check and self.stop is None:
             if not math.isfinite(mean):
-                bad = int((~torch.isfinite(losses)).nonzero()[0, 0])
-                self._finish("non_finite", self._non_finite_message(losses[bad].item(), k - steps + 1 + bad))
+                value, at = bad if bad is not None else (mean, k)
+                self._finish("non_finite", self._non_finite_message(value, at))
             elif (not self.perceptron and self.initial_loss is not None and self.initial_loss > 0
                   and mean > self.config.explosion_factor * self.initial_loss):
                 self._finish("exploded", (

@@ -109,8 +109,10 @@ def assert_same_weights(a, b, atol=1e-6):
 
 @pytest.mark.parametrize("kind", list(SPECS))
 def test_each_optimizer_matches_torch(kind):
+    # The autograd path, weight for weight; the fused NumPy path is compared with it in test_fused_mlp.py.
     steps = 6
-    trainer = Trainer(experiment(optimizer=SPECS[kind], batch_size="full", max_steps=steps), dataset=blobs())
+    trainer = Trainer(experiment(optimizer=SPECS[kind], batch_size="full", max_steps=steps), dataset=blobs(),
+                      fused=False)
     initial = [p.detach().clone() for p in trainer.model.parameters()]
     ref = reference_run(trainer, TORCH_OPTIMIZERS[kind], steps)
     results = run(trainer)
