@@ -26,7 +26,7 @@ def lenet_experiment(probes: bool):
 
     document = json.loads(LENET_PRESET.read_text())
     document["train"].update({"epochs": 10_000, "eval_every": 10**9})
-    document["probes"]["enabled"] = probes
+    document.setdefault("probes", {})["enabled"] = probes
     return Experiment.model_validate(document)
 
 
@@ -74,8 +74,8 @@ def interleaved(contenders: dict[str, Callable[[int], None]], steps_per_round: i
     return times
 
 
-def report(times: dict[str, list[float]], ours: str, bare: str, examples_per_round: int, label: str) -> None:
-    """Print throughputs and the ratio ours/bare; the last line is the ratio.
+def report(times: dict[str, list[float]], ours: str, bare: str, examples_per_round: int, label: str) -> float:
+    """Print throughputs and the ratio ours/bare (the last line printed), and return that ratio.
 
     The ratio is the median over rounds of (bare time / our time) for the two
     back-to-back runs of each round: on a shared machine a burst of outside load
@@ -89,3 +89,4 @@ def report(times: dict[str, list[float]], ours: str, bare: str, examples_per_rou
     print(f"{bare:>14}: {bare_rate:8.0f} examples/s")
     print(f"paired round ratios: min {paired[0]:.3f}, median {median:.3f}, max {paired[-1]:.3f} over {len(paired)} rounds")
     print(f"ratio {label}: {median:.3f}")
+    return median

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import logging
 import threading
 import webbrowser
@@ -25,11 +24,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.api import api_router
 from server.api.deps import DatasetCache
+from server.api.routes import export as export_routes
 from server.api.ws import router as ws_router
 from server.config import Settings, get_settings, version
 from server.jobs import Scheduler, SessionFactory
 from server.sessions import SessionMiddleware
 from server.store import Store
+from server.warmup import warm_up
 
 log = logging.getLogger("dlplay")
 
@@ -51,7 +52,8 @@ def create_app(settings: Settings | None = None, *, session_factory: SessionFact
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.torch_threads)
-        threading.Thread(target=_warm_up, name="dlplay-warm-up", daemon=True).start()
+        # Before the first request: the first run after boot then starts as fast as any (server/warmup.py).
+        log.info("warmed up the engine in %.2f s", await asyncio.to_thread(warm_up))
         store = Store(settings.data_dir, metric_cap=settings.metric_history_points)
         interrupted = store.mark_interrupted()
         if interrupted:
@@ -81,30 +83,14 @@ def create_app(settings: Settings | None = None, *, session_factory: SessionFact
     app.add_middleware(SessionMiddleware)
     _add_error_handlers(app)
     app.include_router(api_router)
+    app.include_router(export_routes.router, prefix="/api")  # issue 12: export runs, upload weights
+    app.state.export_lock = threading.Lock()  # one export at a time (ONNX takes seconds of CPU)
     app.include_router(ws_router)
     _mount_page(app, settings)
     return app
 
 
 @functools.cache  # once per process, however many apps (tests build many)
-def _warm_up() -> None:
-    """Import the training engine before the first run needs it.
-
-    The first optimizer a process builds imports ``torch._dynamo`` (seconds); done here,
-    in the background, the first student's run starts as fast as the twentieth.
-    """
-    try:
-        import server.runner  # noqa: F401  (the engine: trainer, probes, builder)
-
-        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    except Exception:  # a broken engine shows up, with its message, when a run starts
-        log.exception("warm-up failed")
-    # The hundreds of thousands of objects the imports made live for good; frozen, the garbage
-    # collector's full passes skip them (otherwise one pass, ~0.1 s, lands in some run's slice).
-    gc.collect()
-    gc.freeze()
-
-
 def _add_error_handlers(app: FastAPI) -> None:
     """Every error is JSON with a human-readable ``detail``."""
 

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     max_queued_runs_per_session: int = Field(8, ge=0)  # so one student cannot fill the queue
     max_retained_runs: int = Field(32, ge=0)  # ended runs kept in memory (finished ones with their model, for probes)
     retain_seconds: float = Field(1800.0, ge=0)  # ...and for at most this long after they finish
+    # Metrics points per second a run sends at most; faster log intervals are merged (a 2D net at 5,000 steps/s
+    # logging every 10 steps would send 500 a second: more than a chart shows, and a replay log that grows fast).
+    max_metrics_hz: float = Field(30.0, gt=0, le=1000)
     slice_seconds: float = Field(0.05, gt=0)  # longest time slice a run gets per turn (a few runs: few switches)
     round_seconds: float = Field(0.5, gt=0)  # ...shortened so a round over all runs takes about this long (20 runs: 25 ms)
 

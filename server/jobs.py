@@ -299,6 +299,21 @@ class Run:
     pending_metrics: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] | None = None  # the stamped final message, once sent
     request_id: Any = None
+    # What each subscribed connection watches: outbox -> {view: args}, or None for the default views.
+    # Changed on the event loop under the scheduler's lock; the worker applies the union to the session.
+    watchers: dict[Any, dict[str, dict[str, Any]] | None] = field(default_factory=dict)
+
+    def watched_views(self) -> dict[str, dict[str, Any]]:
+        """The union of what the subscribers watch (arguments from the latest to ask); empty with none."""
+        union: dict[str, dict[str, Any]] = {}
+        for views in list(self.watchers.values()):
+            if views is None:
+                from server.live import DEFAULT_VIEWS  # local: live pulls in the probes
+
+                views = {name: {} for name in DEFAULT_VIEWS}
+            for name, args in views.items():
+                union[name] = args
+        return union
 
     @property
     def active(self) -> bool:
@@ -404,6 +419,7 @@ class Scheduler:
                                   status="queued", device=device)
             self._runs[run.id] = run
             if subscriber is not None:
+                run.watchers[subscriber] = None
                 run.channel.subscribe(subscriber, 0)
             self._queue.append(run)
             self._publish_positions()
@@ -529,15 +545,59 @@ class Scheduler:
         """Replay and follow an in-memory run; False when the run is not in memory."""
         with self._lock:
             run = self._runs.get(run_id)
-        if run is None:
-            return False
+            if run is None:
+                return False
+            run.watchers.setdefault(outbox, None)
         run.channel.subscribe(outbox, after_seq)
+        self._views_changed(run)
         return True
 
     def unsubscribe(self, run_id: str, outbox: Outbox) -> None:
-        run = self.get(run_id)
-        if run is not None:
-            run.channel.unsubscribe(outbox)
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                return
+            run.watchers.pop(outbox, None)
+        run.channel.unsubscribe(outbox)
+        self._views_changed(run)
+
+    def watch(self, run_id: str, outbox: Outbox, views: dict[str, dict[str, Any]]) -> Future:
+        """What one connection's page shows of a run (its open tab); the run computes the union of all.
+
+        The future fails with a ValueError for an unknown view or argument (nothing changes then).
+        """
+        from server.live import VIEWS  # local: live pulls in the probes
+
+        future: Future = Future()
+        try:
+            for name, args in views.items():
+                view = VIEWS.get(name)
+                if view is None or not view.live:
+                    live_names = ", ".join(n for n, v in VIEWS.items() if v.live)
+                    raise SchedulerError("bad_arguments", f"unknown live view {name!r}; the live views are {live_names}")
+                if not isinstance(args, dict):
+                    raise SchedulerError("bad_arguments", f"the arguments of view {name!r} must be an object")
+                view.check_arguments(args)
+        except ValueError as exc:
+            future.set_exception(exc if isinstance(exc, SchedulerError) else SchedulerError("bad_arguments", str(exc)))
+            return future
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                future.set_exception(SchedulerError(
+                    "not_in_memory", "this run is no longer loaded (it ended a while ago or the server restarted)"))
+                return future
+            run.watchers[outbox] = dict(views)
+        self._views_changed(run)
+        future.set_result(None)
+        return future
+
+    def _views_changed(self, run: Run) -> None:
+        """Have the run's worker apply its subscribers' views (a queued run applies them when it starts)."""
+        with self._lock:
+            worker = self._workers.get(run.device) if run.active else None
+        if worker is not None:
+            worker.post(lambda: worker.apply_views(run))
 
     # -- shutting down -----------------------------------------------------------
 
@@ -595,6 +655,7 @@ class DeviceWorker:
         self._clock = time.thread_time if device == "cpu" else time.perf_counter
         self._cpu_share = 1.0  # recent CPU time / wall time of slices (1 on a GPU, or on an idle machine)
         self._stopping = False
+        self._commands = self._command_table()
         self._thread = threading.Thread(target=self._main, name=f"dlplay-worker-{device}", daemon=True)
 
     def start(self) -> None:
@@ -614,7 +675,7 @@ class DeviceWorker:
     def _main(self) -> None:
         while not self._stopping:
             try:
-                self._drain(block=not self._has_runnable())
+                self._drain(wait=self._idle_seconds())
                 if self._stopping:
                     break
                 run = self._pick()
@@ -625,13 +686,20 @@ class DeviceWorker:
                 log.exception("worker %s: unexpected error", self.device)
         self._shutdown()
 
-    def _has_runnable(self) -> bool:
-        return any(r.state == "running" for r in self._order)
+    def _idle_seconds(self) -> float:
+        """How long the worker may wait for a task: 0 while a run can step; until the next step a speed limit allows."""
+        wait = IDLE_WAKE_SECONDS
+        for run in self._order:
+            if run.state == "running":
+                wait = min(wait, run.session.next_step_in())
+                if wait <= 0:
+                    return 0.0
+        return wait
 
-    def _drain(self, block: bool) -> None:
-        """Run every queued task (starts and commands); wait for one first when nothing is training."""
+    def _drain(self, wait: float) -> None:
+        """Run every queued task (starts and commands); wait up to ``wait`` seconds for the first one."""
         try:
-            task = self._inbox.get(timeout=IDLE_WAKE_SECONDS) if block else self._inbox.get_nowait()
+            task = self._inbox.get(timeout=wait) if wait > 0 else self._inbox.get_nowait()
         except queue.Empty:
             return
         while True:
@@ -648,12 +716,12 @@ class DeviceWorker:
                 return
 
     def _pick(self) -> Run | None:
-        """The next running run in round-robin order."""
+        """The next running run in round-robin order that its speed limit lets step now."""
         n = len(self._order)
         for k in range(n):
             index = (self._next + k) % n
             run = self._order[index]
-            if run.state == "running":
+            if run.state == "running" and run.session.next_step_in() <= 0:
                 self._next = index + 1
                 return run
         return None
@@ -734,16 +802,23 @@ class DeviceWorker:
             shared = {}
             if self.scheduler._datasets is not None:
                 shared["dataset"] = self.scheduler._datasets.get(run.experiment.data, self.store.uploads_dir)
+            if run.experiment.train.init_from is not None:  # issue 12: the weights file it starts from
+                from server.export.weights import resolve_init_from
+
+                shared["init_weights"] = resolve_init_from(
+                    run.experiment.train.init_from, store=self.store, session_id=run.session_id)
             run.session = self.scheduler._session_factory(
                 run.experiment,
                 run_id=run.id,
                 device=self.device,
                 limits=self.scheduler._limits or _default_limits(self.settings),
                 uploads_dir=self.store.uploads_dir,
+                max_metrics_hz=self.settings.max_metrics_hz,
                 **shared,
             )
             self.store.set_status(run.id, "running", started=True, device=self.device)
             run.state = "running"
+            run.session.set_views(run.watched_views())
             self._emit(run, run.session.start())
             # Joins the ring just behind the pointer: its next slice comes after every other run's.
             self._order.insert(self._next, run)
@@ -760,7 +835,7 @@ class DeviceWorker:
         """Carry out one client command between slices; the outcome goes to ``future``."""
         if not future.set_running_or_notify_cancel():
             return
-        handler = getattr(self, f"_cmd_{name}", None)
+        handler = self._commands.get(name)
         try:
             if handler is None:
                 raise SchedulerError("unknown_command", f"unknown command {name!r}")
@@ -781,10 +856,34 @@ class DeviceWorker:
         self.store.set_status(run.id, state)
         self._emit(run, [protocol.status_message(state)])
 
+    def apply_views(self, run: Run) -> None:
+        """Give a run's session the union of what its subscribers watch (on the worker, between slices)."""
+        if run.session is None or not run.active:
+            return
+        try:
+            run.session.set_views(run.watched_views())
+        except ValueError:
+            log.exception("run %s: views were checked before and still failed", run.id)
+        if run.state == "paused":  # a paused run does not train, so a newly opened tab is drawn now
+            self._emit(run, run.session.refresh())
+
+    def _command_table(self) -> dict[str, Callable[..., None]]:
+        """Command name -> handler: the websocket's run commands, one table."""
+        return {
+            "pause": self._cmd_pause, "resume": self._cmd_resume, "step": self._cmd_step, "stop": self._cmd_stop,
+            "set": self._cmd_set, "speed": self._cmd_speed, "probe": self._cmd_probe, "predict": self._cmd_predict,
+        }
+
     def _cmd_pause(self, run: Run) -> None:
+        """Pause, and draw every watched view at the step where training stopped."""
         self._require(run, "running", "paused")
         if run.state == "running":
             self._set_state(run, "paused")
+            self._emit(run, run.session.refresh())
+
+    def _cmd_speed(self, run: Run, steps_per_s: float | None) -> None:
+        self._require(run, "running", "paused")
+        self._emit(run, run.session.set_speed(steps_per_s))
 
     def _cmd_resume(self, run: Run) -> None:
         self._require(run, "running", "paused")

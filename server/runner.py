@@ -1,9 +1,12 @@
 """RunSession: one training run as a stream of protocol messages.
 
 This is the loop that ``dlplay run`` and the server's jobs share. It owns a
-Trainer, decides when probes run (on a schedule, within a time budget) and
-turns every result into a message through ``protocol``. It does no I/O: the
-caller prints the messages or sends them over a websocket.
+Trainer, runs the live views of ``server/live`` when the frame clock says they
+are due (frames per second of wall time, within a probe budget, only the views
+someone watches), merges metric points when asked to send at most
+``max_metrics_hz`` of them (the server does), keeps the doctor's running statistics, and turns every
+result into a message through ``protocol``. It does no I/O: the caller prints
+the messages or sends them over a websocket.
 """
 
 from __future__ import annotations
@@ -12,22 +15,23 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import torch
 
-from server import probes, protocol
+from server import live, probes, protocol
 from server.schemas import Experiment
-from server.trainer import ExperimentError, StepResult, Trainer
+from server.trainer import ExperimentError, IntervalMetrics, StepResult, Trainer
 
-# How many validation examples the 2D boundary view draws as points.
-BOUNDARY_POINTS = 400  # points
-
-# Probe kinds a client may request on demand (the websocket ``probe`` command).
-ON_DEMAND_PROBES = (
-    "feature_maps", "saliency", "gradcam", "attention", "boundary", "confusion",
-    "misclassified", "filters", "weights", "backprop_trace", "gradient_check",
-)
+# The fastest speed a client may set; above it "max" (None) is what they mean.
+MAX_STEPS_PER_S = 100_000.0  # steps per second
+# A speed limit lets a few steps' credit build up, so a 10 steps/s run does not stutter behind a slow slice.
+SPEED_BURST_SECONDS = 0.25  # seconds of credit
+# Weight of the newest plain step in the smoothed step time (a few dozen steps of memory).
+STEP_TIME_SMOOTHING = 0.05
+# Legacy on-demand probe names -> the view that sends their messages now.
+PROBE_ALIASES = {"confusion": "evaluation", "misclassified": "evaluation"}
+ON_DEMAND_PROBES = live.ON_DEMAND + tuple(PROBE_ALIASES)
 
 
 @dataclass
@@ -40,10 +44,16 @@ class Limits:
 
 
 class RunSession:
-    """Trainer + probes, producing unstamped protocol messages (dicts with a ``type``).
+    """Trainer + live views, producing unstamped protocol messages (dicts with a ``type``).
 
     Raises a ``ValueError`` subclass from the constructor when the experiment is
-    invalid (unknown dataset, bad network, limits); nothing is allocated then.
+    invalid (unknown dataset, bad network, limits, an unknown view in ``probes.rates``);
+    nothing is allocated then.
+
+    The attributes live views read (``server/live``): ``model``, ``dataset``, ``trainer``,
+    ``experiment``, ``probe_config``, ``conv_layers``, and the helpers ``example``,
+    ``display``, ``check_class``, ``filter_normalizer``, ``param_layer``, ``cached``,
+    ``remember_layer_stats``.
     """
 
     def __init__(
@@ -55,18 +65,34 @@ class RunSession:
         limits: Limits | None = None,
         uploads_dir: Path | None = None,
         dataset: Any = None,
+        max_metrics_hz: float | None = None,
+        init_weights: Any = None,  # train.init_from's file, resolved by the caller (issue 12)
     ) -> None:
+        """``max_metrics_hz``: send at most this many metrics points per second, merging faster log intervals
+        (weighted by their steps). The server sets it: a 10,000-steps/s MLP logging every 10 steps would send
+        1,000 points a second, more than a chart can show or a replay log should keep. None: every interval."""
+        unknown = sorted(set(experiment.probes.rates) - set(live.LIVE_VIEWS))
+        if unknown:
+            raise ExperimentError(
+                f"probes.rates names {', '.join(map(repr, unknown))}, which is not a live view. "
+                f"Fix: use some of {', '.join(live.LIVE_VIEWS)}"
+            )
         self.experiment = experiment
         self.run_id = run_id
         self.limits = limits or Limits()
         # A server passes its cached copy of the data so concurrent runs share one load.
-        self.trainer = Trainer(experiment, device=device, uploads_dir=uploads_dir, limits=self.limits, dataset=dataset)
+        self.trainer = Trainer(experiment, device=device, uploads_dir=uploads_dir, limits=self.limits, dataset=dataset,
+                               init_weights=init_weights)
         self.model = self.trainer.model
         self.dataset = self.trainer.dataset
         self.probe_config = experiment.probes
-        self.history: list[dict[str, Any]] = []  # metric points, for the doctor
+        self.conv_layers = [name for name, block in self.model.blocks.items() if block.kind == "conv2d"]
+        self.history: list[dict[str, Any]] = []  # metrics messages sent
         self.final: dict[str, Any] | None = None
-        self.paused = False
+        self.doctor = probes.RunDoctor(
+            num_classes=self.dataset.num_classes, loss=experiment.train.loss,
+            l1=experiment.train.l1, l2=experiment.train.l2, ignore=experiment.probes.doctor_ignore,
+        )
         self._started_at = time.perf_counter()
         self._probe_seconds = 0.0
         self._busy_seconds = 0.0
@@ -74,9 +100,28 @@ class RunSession:
         self._last_update_ratios: list[Any] = []
         self._hints_sent: set[str] = set()
         self._last_eval: Any = None
+        self._eval_count = 0  # evaluations so far: the evaluation view wants a frame only after a new one
+        self._eval_count_shown = -1
         self._filter_normalizers: dict[str, Any] = {}
+        self._cache: dict[str, Any] = {}
         self._best_val_acc: float | None = None
-        self._conv_layers = [name for name, block in self.model.blocks.items() if block.kind == "conv2d"]
+        # Metric intervals not yet sent (merged when they come faster than MAX_METRICS_HZ).
+        self._pending: list[tuple[StepResult, IntervalMetrics]] = []
+        self._pending_eval: Any = None
+        self._last_metrics_at = -math.inf
+        self._metrics_gap = 0.0 if not max_metrics_hz else 1.0 / max_metrics_hz  # seconds between points, at least
+        # The frame clock over the live views, and what each watched view was asked for.
+        targets = {name: live.VIEWS[name].default_hz for name in live.LIVE_VIEWS}
+        targets.update(experiment.probes.rates)
+        self.clock = live.FrameClock(targets, experiment.probes.budget)
+        self._view_args: dict[str, dict[str, Any]] = {}
+        self._step_view: str | None = None  # the watched view that wraps a training step (layer_stats)
+        self.set_views(None)
+        # Speed control: None = as fast as the machine goes.
+        self.steps_per_s: float | None = None
+        self._speed_credit = 0.0
+        self._speed_at = time.perf_counter()
+        self._plain_step_seconds = 0.0  # smoothed time of an unobserved step, to tell an observed step's extra cost
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -85,29 +130,47 @@ class RunSession:
         return self.final is not None
 
     def start(self) -> list[dict[str, Any]]:
-        """The first messages: the network summary, the running status and the step-0 views."""
+        """The first messages: the network summary, the running status and a step-0 frame of every watched view."""
         messages = [self._summary_message(), protocol.status_message("running")]
-        if self.probe_config.enabled:
-            messages += self._timed(self._heavy_messages, include_eval=False)
-        return messages
+        return messages + self.refresh()
 
     def advance(self, *, max_steps: int = 1_000_000, max_seconds: float = 0.1) -> list[dict[str, Any]]:
-        """Train for up to ``max_steps`` steps or ``max_seconds`` seconds (a time slice)."""
+        """Train for up to ``max_steps`` steps or ``max_seconds`` seconds (a time slice), within the speed limit."""
         messages: list[dict[str, Any]] = []
-        deadline = time.perf_counter() + max_seconds
-        for _ in range(max_steps):
-            if self.done:
-                break
+        t0 = time.perf_counter()
+        deadline = t0 + max_seconds
+        if self.steps_per_s is not None:
+            max_steps = min(max_steps, self._speed_allowance(t0))
+        taken = 0
+        while taken < max_steps and not self.done:
             messages += self._one_step()
-            if time.perf_counter() >= deadline:
+            taken += 1
+            now = time.perf_counter()
+            if now >= deadline:
                 break
+        if self.steps_per_s is not None:
+            self._speed_credit -= taken
         return messages
 
     def step_once(self) -> list[dict[str, Any]]:
-        """One training step with every light probe (the Step button)."""
+        """One training step, observed by every step view, then a frame of every watched view (the Step button)."""
         if self.done:
             return [protocol.error_message("run_finished", "This run has ended; start a new one.")]
-        return self._one_step(force_probe=True)
+        messages = self._one_step(observe=True, flush=True)
+        if not self.done:
+            messages += self.refresh()
+        return messages
+
+    def refresh(self) -> list[dict[str, Any]]:
+        """A frame of every watched view now (on start, pause and step), whatever the clock says."""
+        if not self.probe_config.enabled or self.trainer is None:
+            return []
+        messages: list[dict[str, Any]] = []
+        step = self.trainer.step_count
+        for name in self.clock.watched:
+            if live.VIEWS[name].compute is not None:
+                messages += self._frame(name, time.perf_counter(), step)
+        return messages
 
     def stop(self) -> list[dict[str, Any]]:
         """End the run now; returns its final messages."""
@@ -121,83 +184,176 @@ class RunSession:
         self.trainer = None  # type: ignore[assignment]
         self.model = None  # type: ignore[assignment]
         self.dataset = None  # type: ignore[assignment]
+        self._cache.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+    # -- what the clients ask for ----------------------------------------------
 
     def set_hyperparams(self, **values: Any) -> list[dict[str, Any]]:
         """Change LR, momentum, weight decay or dropout live; invalid values raise ValueError."""
         applied = self.trainer.set_hyperparams(**values)
         return [{"type": "hyperparams", "step": self.trainer.step_count, "values": protocol.jsonable(applied)}]
 
+    def set_speed(self, steps_per_s: float | None) -> list[dict[str, Any]]:
+        """Train at most ``steps_per_s`` steps per second (None: as fast as possible); acknowledged as ``hyperparams``."""
+        if steps_per_s is not None:
+            if isinstance(steps_per_s, bool) or not isinstance(steps_per_s, (int, float)) or not (
+                math.isfinite(steps_per_s) and 0 < steps_per_s <= MAX_STEPS_PER_S
+            ):
+                raise ValueError(
+                    f"steps_per_s must be a number in (0, {MAX_STEPS_PER_S:,.0f}], or null for as fast as possible; "
+                    f"got {steps_per_s!r}"
+                )
+            steps_per_s = float(steps_per_s)
+        self.steps_per_s = steps_per_s
+        self._speed_credit = 0.0
+        self._speed_at = time.perf_counter()
+        return [{"type": "hyperparams", "step": self.trainer.step_count, "values": {"steps_per_s": steps_per_s}}]
+
+    def next_step_in(self) -> float:
+        """Seconds until the speed limit allows the next step (0 when it may step now or has no limit)."""
+        if self.steps_per_s is None:
+            return 0.0
+        missing = 1.0 - self._speed_credit - (time.perf_counter() - self._speed_at) * self.steps_per_s
+        return max(0.0, missing / self.steps_per_s)
+
+    def _speed_allowance(self, now: float) -> int:
+        burst = max(1.0, self.steps_per_s * SPEED_BURST_SECONDS)
+        self._speed_credit = min(burst, self._speed_credit + (now - self._speed_at) * self.steps_per_s)
+        self._speed_at = now
+        return int(self._speed_credit)
+
+    def set_views(self, views: Mapping[str, Mapping[str, Any]] | None) -> None:
+        """Watch these live views (name -> arguments); None: the defaults. Unknown names or arguments raise ValueError.
+
+        Views that do not apply to this run (the boundary on image data, filters without a conv
+        layer) are left out silently: a page watches what its open tab shows, whatever the run.
+        """
+        if views is None:
+            views = {name: {} for name in live.DEFAULT_VIEWS}
+        checked: dict[str, dict[str, Any]] = {}
+        for name, args in views.items():
+            view = live.VIEWS.get(name)
+            if view is None or not view.live:
+                raise ValueError(f"unknown live view {name!r}; the live views are {', '.join(live.LIVE_VIEWS)}")
+            if not isinstance(args, Mapping):
+                raise ValueError(f"the arguments of view {name!r} must be an object such as {{\"index\": 3}}")
+            checked[name] = view.check_arguments(dict(args))
+        if self.trainer is None:
+            return
+        watched = {n: a for n, a in checked.items() if live.VIEWS[n].reason_not_applicable(self) is None}
+        changed = [n for n, a in watched.items() if self._view_args.get(n) != a]
+        self._view_args = watched
+        self.clock.watch(watched)
+        for name in changed:  # new arguments (another example, another layer): a fresh frame at once
+            self.clock.invalidate(name)
+        self._step_view = next((n for n in watched if live.VIEWS[n].wrap_step is not None), None)
+
+    def probe(self, kind: str, **args: Any) -> list[dict[str, Any]]:
+        """Compute one view now, on demand (feature maps, saliency, Grad-CAM, a gradient check, ...)."""
+        name = PROBE_ALIASES.get(kind, kind)
+        view = live.VIEWS.get(name)
+        if view is None or view.compute is None:
+            raise ValueError(f"unknown probe {kind!r}; choose one of {', '.join(live.ON_DEMAND)}")
+        reason = view.reason_not_applicable(self)
+        if reason:
+            raise ValueError(reason)
+        args = view.check_arguments(args)
+        t0 = time.perf_counter()
+        try:
+            return view.compute(self, **args)
+        finally:
+            self._probe_seconds += time.perf_counter() - t0
+
+    def predict(self, values: Any) -> list[dict[str, Any]]:
+        """Class probabilities for an input the user supplies (e.g. a drawn digit), raw in [0, 1]."""
+        x = self._prepare_input(values)
+        result = probes.predict(self.trainer.eval_model(), x)
+        return [protocol.prediction_message(result, self.dataset.classes)]
+
     # -- the training loop ---------------------------------------------------
 
-    def _one_step(self, force_probe: bool = False) -> list[dict[str, Any]]:
+    def _one_step(self, observe: bool = False, flush: bool = False) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
-        next_step = self.trainer.step_count + 1
-        light = self.probe_config.enabled and (force_probe or (next_step % self.probe_config.every == 0 and self._within_budget()))
+        trainer = self.trainer
+        step_view = self._step_view if self.probe_config.enabled else None
         messages: list[dict[str, Any]] = []
-        if light:
-            result, probe_messages = self._probed_step()
-            messages += probe_messages
+        if step_view is not None and (observe or step_view in self.clock.due(t0, trainer.step_count)):
+            # A step the view's hooks observe: a plain step's time is training, the rest is the probe's cost.
+            result, messages = live.VIEWS[step_view].wrap_step(self, lambda: trainer.step(observed=True))
+            spent = max(0.0, time.perf_counter() - t0 - self._plain_step_seconds)
+            self.clock.ran(step_view, spent, time.perf_counter(), result.step)
+            self._probe_seconds += spent
+            self._stamp_rate(step_view, messages)
         else:
-            result = self.trainer.step()
-        messages = self._result_messages(result) + messages
-        if self.probe_config.enabled and not result.stop and next_step % self.probe_config.heavy_every == 0 and self._within_budget():
-            messages += self._timed(self._heavy_messages, include_eval=True)
+            result = trainer.step()
+            took = time.perf_counter() - t0
+            self._plain_step_seconds += STEP_TIME_SMOOTHING * (took - self._plain_step_seconds)
+        messages = self._result_messages(result, force=flush) + messages
+        if self.probe_config.enabled and not result.stop:
+            now = time.perf_counter()
+            if self.clock.anything_due(now):
+                for name in self.clock.due(now, result.step):
+                    view = live.VIEWS[name]
+                    if view.wrap_step is not None or (view.on_evaluation and self._eval_count == self._eval_count_shown):
+                        continue
+                    messages += self._frame(name, now, result.step)
         if self.limits.max_seconds is not None and time.perf_counter() - self._started_at > self.limits.max_seconds and not result.stop:
-            self.trainer.request_stop()
+            trainer.request_stop()
             messages += self._finish(reason_message=f"The run reached its time limit of {self.limits.max_seconds:g} s.")
         elif result.stop is not None:
             messages += self._finish()
         self._busy_seconds += time.perf_counter() - t0
         return messages
 
-    def _within_budget(self) -> bool:
-        """Probes may use at most ``probes.budget`` of the wall time spent so far."""
-        total = self._busy_seconds
-        return total <= 0 or self._probe_seconds <= self.probe_config.budget * total
-
-    def _timed(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _frame(self, name: str, now: float, step: int) -> list[dict[str, Any]]:
+        """One frame of a watched view, stamped with the rate its view runs at now."""
+        view = live.VIEWS[name]
         t0 = time.perf_counter()
         try:
-            return fn(*args, **kwargs)
-        finally:
-            self._probe_seconds += time.perf_counter() - t0
+            messages = view.compute(self, **self._view_args.get(name, {}))
+        except ValueError as exc:
+            # It applied when it was watched but not now (e.g. an example index beyond the split): say so once.
+            self._view_args.pop(name, None)
+            self.clock.watch(self._view_args)
+            return [protocol.error_message("bad_arguments", f"view {name!r} stopped: {exc}")]
+        spent = time.perf_counter() - t0
+        self._probe_seconds += spent
+        self.clock.ran(name, spent, time.perf_counter(), step)
+        if view.on_evaluation:
+            self._eval_count_shown = self._eval_count
+        self._stamp_rate(name, messages)
+        return messages
 
-    def _probed_step(self) -> tuple[StepResult, list[dict[str, Any]]]:
-        """A training step recorded by hooks: activation/gradient statistics and update ratios."""
-        model = self.model
-        before = self._timed(probes.snapshot_params, model)
-        recorder = probes.ActivationRecorder(model.blocks, grads=True, training_only=True)
-        with recorder:
-            result = self.trainer.step()
-            t0 = time.perf_counter()
-            bins = self.probe_config.histogram_bins
-            act_stats = probes.activation_stats(recorder.activations, model.blocks, bins)
-            grad_stats = probes.gradient_stats(model.named_parameters(), recorder.output_grads)
-            ratios = probes.update_ratios(before, model.named_parameters())
-        self._last_activation_stats = act_stats
-        self._last_update_ratios = ratios
-        messages = [
-            protocol.activations_message(result.step, act_stats),
-            protocol.gradients_message(result.step, grad_stats, ratios, self._param_layer),
-        ]
-        self._probe_seconds += time.perf_counter() - t0
-        return result, messages
+    def _stamp_rate(self, name: str, messages: list[dict[str, Any]]) -> None:
+        """Tell the page the rate this view streams at now (it may be below its target; see FrameClock)."""
+        rate = self.clock.rate(name)
+        if rate is not None:
+            for message in messages:
+                message["rate_hz"] = round(rate, 3)
 
-    def _param_layer(self, param_name: str) -> str:
-        """'blocks.conv1.core.weight' -> 'conv1' (the document's layer name)."""
-        return self.model.layer_of(param_name) or param_name
-
-    def _result_messages(self, result: StepResult) -> list[dict[str, Any]]:
+    def _result_messages(self, result: StepResult, force: bool = False) -> list[dict[str, Any]]:
+        """A metrics message when one is due: intervals arriving faster than MAX_METRICS_HZ are merged."""
         if result.evaluation is not None:
-            self._last_eval = result.evaluation
+            self._last_eval = self._pending_eval = result.evaluation
+            self._eval_count += 1
             acc = result.evaluation.accuracy
             if acc is not None and not math.isnan(acc):
                 self._best_val_acc = acc if self._best_val_acc is None else max(self._best_val_acc, acc)
-        if result.metrics is None and result.evaluation is None:
+        if result.metrics is not None:
+            self._pending.append((result, result.metrics))
+        if not self._pending and self._pending_eval is None:
             return []
-        m, e = result.metrics, result.evaluation
+        if not (force or result.stop is not None or time.perf_counter() - self._last_metrics_at >= self._metrics_gap):
+            return []
+        return self._metrics_now(self._pending[-1][0] if self._pending else result)
+
+    def _metrics_now(self, result: StepResult) -> list[dict[str, Any]]:
+        """Send the held-back intervals (and the latest evaluation) as one metrics point at ``result``'s step."""
+        self._last_metrics_at = time.perf_counter()
+        m = _merge(self._pending, result.batch_size)
+        e, self._pending_eval, self._pending = self._pending_eval, None, []
         message = protocol.metrics_message(
             result,
             train_loss=m.train_loss if m else None,
@@ -207,30 +363,17 @@ class RunSession:
             val_acc=e.accuracy if e else None,
         )
         self.history.append(message)
-        return [message] + self._timed(self._hint_messages)
+        if m is not None:
+            self.doctor.observe(probes.MetricPoint(
+                step=result.step, train_loss=m.train_loss, train_acc=m.train_acc, lr=result.lr,
+                val_loss=e.loss if e else None, val_acc=e.accuracy if e else None,
+            ))
+        return [message] + self._hint_messages()
 
-    # -- probes --------------------------------------------------------------
+    # -- helpers the live views use -------------------------------------------
 
-    def _heavy_messages(self, include_eval: bool) -> list[dict[str, Any]]:
-        """Low-rate views: weights, filters, the 2D boundary, the confusion matrix."""
-        step = self.trainer.step_count
-        messages = [protocol.weights_message(step, probes.weight_histograms(self.model.blocks, self.probe_config.histogram_bins))]
-        if self._conv_layers:
-            messages.append(self._filters_message(self._conv_layers[0]))
-        if self.dataset.kind == "2d":
-            messages.append(self._boundary_message())
-        if include_eval:
-            messages += self._evaluation_messages()
-        return messages
-
-    def probe(self, kind: str, **args: Any) -> list[dict[str, Any]]:
-        """Run one probe on demand (feature maps, saliency, Grad-CAM, ...) for ``index``/``class``/``layer``."""
-        if kind not in ON_DEMAND_PROBES:
-            raise ValueError(f"unknown probe {kind!r}; choose one of {', '.join(ON_DEMAND_PROBES)}")
-        handler = getattr(self, f"_probe_{kind}")
-        return self._timed(handler, **args)
-
-    def _example(self, index: int | None) -> tuple[int, torch.Tensor, int]:
+    def example(self, index: int | None) -> tuple[int, torch.Tensor, int]:
+        """Validation example ``index`` (default 0): ``(index, x (1, *input_shape), label)``."""
         n = len(self.dataset.y_val)
         if n == 0:
             raise ValueError("this dataset has no validation examples to probe; raise data.val_fraction")
@@ -239,14 +382,11 @@ class RunSession:
             raise ValueError(f"example index {index} is out of range: the validation split has {n} examples (0..{n - 1})")
         return index, self.dataset.x_val[index : index + 1], int(self.dataset.y_val[index])
 
-    def _require_images(self, what: str) -> None:
-        if self.dataset.kind != "image":
-            raise ValueError(f"{what} needs an image dataset; {self.dataset.name!r} is {self.dataset.kind} data")
-
-    def _display(self, x: torch.Tensor) -> dict[str, Any]:
+    def display(self, x: torch.Tensor) -> dict[str, Any]:
+        """A preprocessed image ``(1, C, H, W)`` as the protocol's Image (preprocessing undone)."""
         return protocol.encode_image(self.dataset.display_images(x)[0])
 
-    def _check_class(self, target: int | None) -> int | None:
+    def check_class(self, target: int | None) -> int | None:
         if target is None:
             return None
         target = int(target)
@@ -254,74 +394,24 @@ class RunSession:
             raise ValueError(f"class {target} is out of range: this dataset has classes 0..{self.dataset.num_classes - 1}")
         return target
 
-    def _probe_feature_maps(self, index: int | None = None, **_: Any) -> list[dict[str, Any]]:
-        index, x, label = self._example(index)
-        maps = probes.feature_maps(self.model, self.model.blocks, x)
-        image = self._display(x) if self.dataset.kind == "image" else None
-        return [protocol.feature_maps_message(self.trainer.step_count, index, label, image, maps)]
+    def filter_normalizer(self, layer: str) -> Any:
+        """The layer's filter colour scale, kept across frames so filters brighten and fade truthfully."""
+        return self._filter_normalizers.setdefault(layer, probes.FilterNormalizer())
 
-    def _probe_saliency(self, index: int | None = None, target: int | None = None, smoothgrad: bool = False, **_: Any) -> list[dict[str, Any]]:
-        self._require_images("saliency")
-        index, x, _label = self._example(index)
-        result = probes.saliency(self.model, x, self._check_class(target), smoothgrad_samples=16 if smoothgrad else 0)
-        return [protocol.saliency_message(self.trainer.step_count, index, self._display(x), result, smoothgrad)]
+    def param_layer(self, param_name: str) -> str:
+        """'blocks.conv1.core.weight' -> 'conv1' (the document's layer name)."""
+        return self.model.layer_of(param_name) or param_name
 
-    def _probe_gradcam(self, index: int | None = None, target: int | None = None, layer: str | None = None, **_: Any) -> list[dict[str, Any]]:
-        self._require_images("Grad-CAM")
-        if not self._conv_layers:
-            raise ValueError("Grad-CAM needs a conv2d layer; this network has none")
-        index, x, _label = self._example(index)
-        result = probes.gradcam(self.model, x, layer=layer, target=self._check_class(target))
-        return [protocol.gradcam_message(self.trainer.step_count, index, self._display(x), result)]
+    def cached(self, key: str, make: Callable[[], Any]) -> Any:
+        """A value computed once per run (a view's constant inputs, e.g. the boundary's extent)."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
-    def _probe_attention(self, index: int | None = None, **_: Any) -> list[dict[str, Any]]:
-        self._require_images("attention masks")
-        index, x, _label = self._example(index)
-        masks = probes.attention_masks(self.model, x)
-        if not masks:
-            raise ValueError("this network has no squeeze_excite or spatial_attention layer")
-        return [protocol.attention_message(self.trainer.step_count, index, self._display(x), masks)]
-
-    def _probe_boundary(self, **_: Any) -> list[dict[str, Any]]:
-        if self.dataset.kind != "2d":
-            raise ValueError(f"the decision boundary needs 2D data; {self.dataset.name!r} is {self.dataset.kind} data")
-        return [self._boundary_message()]
-
-    def _probe_confusion(self, **_: Any) -> list[dict[str, Any]]:
-        return self._evaluation_messages()[:1]
-
-    def _probe_misclassified(self, **_: Any) -> list[dict[str, Any]]:
-        return self._evaluation_messages()[1:]
-
-    def _probe_filters(self, layer: str | None = None, **_: Any) -> list[dict[str, Any]]:
-        if not self._conv_layers:
-            raise ValueError("this network has no conv2d layer, so it has no filters to show")
-        layer = layer or self._conv_layers[0]
-        if layer not in self._conv_layers:
-            raise ValueError(f"{layer!r} is not a conv2d layer; choose one of {', '.join(self._conv_layers)}")
-        return [self._filters_message(layer)]
-
-    def _probe_weights(self, **_: Any) -> list[dict[str, Any]]:
-        stats = probes.weight_histograms(self.model.blocks, self.probe_config.histogram_bins)
-        return [protocol.weights_message(self.trainer.step_count, stats)]
-
-    def _probe_backprop_trace(self, index: int | None = None, **_: Any) -> list[dict[str, Any]]:
-        index, x, label = self._example(index)
-        loss = "mse" if self.experiment.train.loss == "mse" else "cross_entropy"
-        trace = probes.backprop_trace(self.model, x, label, loss=loss, lr=self.trainer.lr)
-        return [protocol.backprop_trace_message(trace)]
-
-    def _probe_gradient_check(self, **_: Any) -> list[dict[str, Any]]:
-        n = min(8, len(self.dataset.y_train))
-        x, y = self.dataset.x_train[:n], self.dataset.y_train[:n]
-        report = probes.gradient_check(self.model, x, y, self.trainer.loss_fn)
-        return [protocol.gradient_check_message(report)]
-
-    def predict(self, values: Any) -> list[dict[str, Any]]:
-        """Class probabilities for an input the user supplies (e.g. a drawn digit), raw in [0, 1]."""
-        x = self._prepare_input(values)
-        result = probes.predict(self.trainer.eval_model(), x)
-        return [protocol.prediction_message(result, self.dataset.classes)]
+    def remember_layer_stats(self, activations: list[Any], update_ratios: list[Any]) -> None:
+        """The latest activation statistics and update ratios, for the doctor."""
+        self._last_activation_stats = activations
+        self._last_update_ratios = update_ratios
 
     def _prepare_input(self, values: Any) -> torch.Tensor:
         """Raw user values (flat or nested, images in [0, 1]) -> one preprocessed input ``(1, *input_shape)``."""
@@ -340,48 +430,10 @@ class RunSession:
             raise ValueError("input contains NaN or infinite values")
         return self.dataset.normalize(x.reshape(1, *shape).to(self.dataset.device))
 
-    def _filters_message(self, layer: str) -> dict[str, Any]:
-        normalizer = self._filter_normalizers.setdefault(layer, probes.FilterNormalizer())
-        grid = probes.filter_images(self.model.blocks[layer].core, normalizer=normalizer)
-        return protocol.filters_message(self.trainer.step_count, layer, grid)
-
-    def _boundary_message(self) -> dict[str, Any]:
-        x = torch.cat([self.dataset.x_train, self.dataset.x_val])
-        lo, hi = x.min(0).values.tolist(), x.max(0).values.tolist()
-        pad = [(h - l) * 0.1 for l, h in zip(lo, hi)]
-        extent = (lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1])
-        model = self.trainer.eval_model()
-        # An EMA copy wraps the network (AveragedModel.module); hook the copy's own blocks.
-        blocks = getattr(model, "blocks", None) or getattr(getattr(model, "module", None), "blocks", None)
-        boundary = probes.decision_boundary(model, blocks, extent=extent, resolution=self.probe_config.boundary_resolution)
-        n = min(BOUNDARY_POINTS, len(self.dataset.y_val))
-        points = torch.cat([self.dataset.x_val[:n], self.dataset.y_val[:n, None].float()], dim=1)
-        return protocol.boundary_message(self.trainer.step_count, boundary, points.cpu().numpy())
-
-    def _evaluation_messages(self) -> list[dict[str, Any]]:
-        model = self.trainer.eval_model()
-        x, y = self.dataset.x_val, self.dataset.y_val
-        if len(y) == 0:
-            return []
-        matrix = probes.confusion(model, x, y, self.dataset.num_classes)
-        mistakes = probes.most_confident_mistakes(model, x, y, k=16)
-        images = None
-        if self.dataset.kind == "image" and mistakes:
-            idx = torch.tensor([m.index for m in mistakes], device=x.device)
-            images = self.dataset.display_images(x[idx])
-        step = self.trainer.step_count
-        return [
-            protocol.confusion_message(step, self.dataset.classes, matrix),
-            protocol.misclassified_message(step, mistakes, images),
-        ]
-
     def _hint_messages(self) -> list[dict[str, Any]]:
         """New doctor hints (each code is sent once per run)."""
-        evidence = probes.DoctorEvidence(
-            num_classes=self.dataset.num_classes,
-            loss=self.experiment.train.loss,
+        hints = self.doctor.diagnose(
             initial_loss=self.trainer.initial_loss,
-            history=self._doctor_history(),
             stop_reason=self.trainer.stop.reason if self.trainer.stop else None,
             activations=[
                 probes.LayerActivity(
@@ -390,26 +442,13 @@ class RunSession:
                 for s in self._last_activation_stats
             ],
             update_ratios={r.name: r.ratio for r in self._last_update_ratios},
-            l2=self.experiment.train.l2,
-            l1=self.experiment.train.l1,
         )
         fresh = []
-        for hint in probes.diagnose(evidence):
+        for hint in hints:
             if hint.code not in self._hints_sent:
                 self._hints_sent.add(hint.code)
                 fresh.append(protocol.hint_message(hint))
         return fresh
-
-    def _doctor_history(self) -> list[Any]:
-        """Metric points for the doctor: one per logged interval, with the latest evaluation attached."""
-        points: list[Any] = []
-        for m in self.history:
-            if m["train_loss"] is not None:
-                points.append(probes.MetricPoint(step=m["step"], train_loss=_num(m["train_loss"]),
-                                                 train_acc=_num(m["train_acc"]), lr=_num(m["lr"])))
-            if m["val_loss"] is not None and points:
-                points[-1].val_loss, points[-1].val_acc = _num(m["val_loss"]), _num(m["val_acc"])
-        return points
 
     # -- summaries -----------------------------------------------------------
 
@@ -435,8 +474,10 @@ class RunSession:
         if trainer.stop is None or trainer.stop.reason not in ("non_finite", "exploded"):
             final_eval = trainer.evaluate()
             self._last_eval = final_eval
-            if self.probe_config.enabled:
-                messages += self._timed(self._heavy_messages, include_eval=True)
+            self._eval_count += 1
+            messages += self.refresh()
+        if self._pending:  # a stop between metric points: the held-back intervals go out first
+            messages = self._metrics_now(self._pending[-1][0]) + messages
         last_train = next((m["train_loss"] for m in reversed(self.history) if m["train_loss"] is not None), None)
         stop = trainer.stop
         self.final = {
@@ -452,7 +493,7 @@ class RunSession:
             "wall_s": round(time.perf_counter() - self._started_at, 3),
             "probe_share": round(self._probe_seconds / max(self._busy_seconds, 1e-9), 4),
         }
-        messages += self._timed(self._hint_messages)
+        messages += self._hint_messages()
         if stop and stop.reason in ("non_finite", "exploded"):
             state = "failed"
         elif stop and stop.reason == "stopped":
@@ -462,11 +503,21 @@ class RunSession:
         return messages + [self.final, protocol.status_message(state, message=self.final["message"])]
 
 
-def _num(value: Any) -> float | None:
-    """Back from a message's clean float ("nan" strings included) to a float."""
-    if value is None:
+def _merge(intervals: list[tuple[StepResult, IntervalMetrics]], batch_size: int) -> IntervalMetrics | None:
+    """One interval from several consecutive ones (means weighted by their steps; speed over their total time)."""
+    if not intervals:
         return None
-    return float(value)
+    if len(intervals) == 1:
+        return intervals[0][1]
+    steps = sum(m.steps for _, m in intervals)
+    examples = steps * batch_size
+    seconds = sum(m.steps * batch_size / m.examples_per_s for _, m in intervals if m.examples_per_s and math.isfinite(m.examples_per_s))
+    return IntervalMetrics(
+        train_loss=sum(m.train_loss * m.steps for _, m in intervals) / steps,
+        train_acc=sum(m.train_acc * m.steps for _, m in intervals) / steps,
+        examples_per_s=examples / seconds if seconds > 0 else math.inf,
+        steps=steps,
+    )
 
 
 __all__ = ["Limits", "RunSession", "ExperimentError", "ON_DEMAND_PROBES"]

@@ -17,9 +17,10 @@ A minimal document::
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 
 class Spec(BaseModel):
@@ -552,6 +553,33 @@ class EarlyStoppingSpec(Spec):
     min_delta: float = Field(0.0, ge=0.0)
 
 
+# dlplay issue 12 (export/import): start a run from saved weights; transfer learning reuses it.
+class InitFromSpec(Spec):
+    """Start from saved weights instead of a fresh initialization: a finished run's, or an uploaded file's.
+
+    The file is a safetensors file dlplay exported (or any state dict under the
+    document's layer names); the server finds it from ``run_id`` or ``upload_id``.
+    Loaded layers replace their initialization after it (LSUV included); the others keep it.
+    """
+
+    run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="a finished run of this session")
+    upload_id: str | None = Field(
+        None, pattern=r"^[a-f0-9]{8,32}$", description="a .safetensors file uploaded with POST /api/weights"
+    )
+    layers: list[LayerName] | None = Field(
+        None, description="load only these layers (e.g. the convolutions, for transfer learning); default: all"
+    )
+    strict: bool = Field(
+        True, description="every loaded layer must find all its tensors, shapes equal; false skips those that do not"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "InitFromSpec":
+        if (self.run_id is None) == (self.upload_id is None):
+            raise ValueError("init_from needs exactly one of run_id (a finished run) or upload_id (an uploaded file)")
+        return self
+
+
 class TrainConfig(Spec):
     loss: Literal["cross_entropy", "mse", "hinge"] = Field(
         "cross_entropy", description="mse is 1/2 ||out - onehot||^2 per example; hinge is the multi-class SVM loss"
@@ -560,7 +588,10 @@ class TrainConfig(Spec):
     schedule: ScheduleSpec = Field(default_factory=ConstantSchedule)
     warmup_steps: int = Field(0, ge=0, le=1_000_000, description="linear warm-up from 0 to the scheduled LR")
     batch_size: Union[int, Literal["full"]] = Field(32, description='1 is pure SGD, "full" is batch gradient descent')
-    epochs: float | None = Field(10.0, gt=0.0, le=100_000, description="training length in passes over the training set")
+    epochs: float | None = Field(
+        10.0, gt=0.0, le=100_000,
+        description="training length in passes over the training set; null with no max_steps: train until stopped",
+    )
     max_steps: int | None = Field(None, ge=1, description="if set, stop after this many steps (wins over epochs)")
     l2: float = Field(0.0, ge=0.0, le=100.0, description="adds l2/2 * sum(w^2) over weights (not biases) to the loss")
     l1: float = Field(0.0, ge=0.0, le=100.0, description="adds l1 * sum(|w|) over weights to the loss")
@@ -577,14 +608,18 @@ class TrainConfig(Spec):
     explosion_factor: float = Field(3.0, gt=1.0, description="stop when the loss exceeds this multiple of its first value")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")
     seed: int = 0
+    init_from: InitFromSpec | None = Field(None, description="start from saved weights (issue 12); null: fresh init")
 
     @model_validator(mode="after")
     def _positive_batch(self) -> "TrainConfig":
         if isinstance(self.batch_size, int) and not 1 <= self.batch_size <= 65536:
             raise ValueError('batch_size must be between 1 and 65536, or "full"')
-        if self.epochs is None and self.max_steps is None:
-            raise ValueError("set epochs or max_steps so the run can end")
         return self
+
+    @property
+    def unbounded(self) -> bool:
+        """True when the run trains until it is stopped (no epochs, no max_steps), like TF Playground."""
+        return self.epochs is None and self.max_steps is None
 
 
 # ---------------------------------------------------------------------------
@@ -592,17 +627,164 @@ class TrainConfig(Spec):
 # ---------------------------------------------------------------------------
 
 
+# Hint codes of the training doctor (server/probes/doctor.py); a preset may silence those it provokes on purpose.
+HintCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+# A live view's name in the frame clock's table (server/live/; GET /api/views lists them).
+ViewName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
 class ProbeConfig(Spec):
+    """What is measured while training, and how often (the frame clock in server/live)."""
+
     enabled: bool = True
-    every: int = Field(50, ge=1, description="steps between light probes (activation/gradient/weight statistics)")
-    heavy_every: int = Field(500, ge=1, description="steps between heavy probes (filters, boundary, confusion)")
-    budget: float = Field(0.05, gt=0.0, le=1.0, description="max share of wall time spent in probes")
+    rates: dict[ViewName, Annotated[float, Field(gt=0.0, le=60.0)]] = Field(
+        default_factory=dict,
+        description="target frames per second of wall time per live view, overriding its default "
+        "(boundary 20, layer_stats 5, weights/filters/feature maps/attention 1; GET /api/views)",
+    )
+    budget: float = Field(0.05, gt=0.0, le=1.0, description="max share of wall time spent computing live views")
     histogram_bins: int = Field(32, ge=4, le=256)
     boundary_resolution: int = Field(64, ge=8, le=256, description="grid cells per side of 2D boundary maps")
+    doctor_ignore: list[HintCode] = Field(
+        default_factory=list,
+        description="doctor hint codes this experiment provokes on purpose (e.g. a lesson on bad init), never shown",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_step_schedule(cls, value: Any) -> Any:
+        """Documents from before the frame clock said ``every``/``heavy_every`` (steps between probes).
+
+        Rates replaced them; a saved or shared document that still has them loads, and they mean nothing now.
+        """
+        if isinstance(value, dict) and ("every" in value or "heavy_every" in value):
+            value = {k: v for k, v in value.items() if k not in ("every", "heavy_every")}
+        return value
+
+
+# ---------------------------------------------------------------------------
+# Lessons (dlplay issue 11): a preset's guided steps, one button each on the page
+# ---------------------------------------------------------------------------
+
+# A field of the document as a dotted path: object keys, and list items by index ("network.layers.0.weight_init").
+DocumentPath = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+){0,15}$")]
+# What a lesson's documents are checked with where a step loads "the run this lesson trained last".
+LESSON_LAST_RUN = "lesson-last-run"
+
+
+class LessonChange(Spec):
+    """One edit a step's button makes: the field at ``path`` (it must exist) gets ``value``."""
+
+    path: DocumentPath = Field(description='an existing field, e.g. "train.optimizer" or "network.layers.0.weight_init"')
+    value: Any = Field(description="its new value as JSON; an object replaces the whole field (kind included)")
+
+
+class LessonCompare(Spec):
+    """Runs started side by side, one per value of ``path``, curves overlaid.
+
+    They share the document's seed, so they start from the same weights and see the same batches:
+    only the compared field differs (the optimizer race on real data, batch sizes, schedules).
+    """
+
+    path: DocumentPath = Field(description="the field that differs between the runs")
+    values: list[Any] = Field(min_length=2, max_length=8, description="one value per run")
+    labels: list[Annotated[str, StringConstraints(min_length=1, max_length=40)]] = Field(
+        description="each run's legend label, one per value")
+
+    @model_validator(mode="after")
+    def _one_label_per_value(self) -> "LessonCompare":
+        if len(self.labels) != len(self.values):
+            raise ValueError(f"compare has {len(self.values)} values but {len(self.labels)} labels; give one label per value")
+        return self
+
+
+class LessonProbe(Spec):
+    """An on-demand view the step asks for (the websocket ``probe`` command), with its arguments."""
+
+    view: ViewName = Field(description="an on-demand view of server/live, e.g. fgsm or optimizer_race")
+    args: dict[str, Union[bool, int, float, str]] = Field(default_factory=dict, description="the view's arguments")
+
+
+class LessonStep(Spec):
+    """One step of a guided lesson: what to do and notice, and what its button does (in this order)."""
+
+    text: str = Field(min_length=1, max_length=1000, description="what to do and what to notice, for the class")
+    apply: list[LessonChange] = Field(
+        default_factory=list, description="edits of the document, in order; empty when the step only says what to do")
+    load_from_last_run: list[LayerName] | None = Field(
+        None, description="transfer learning: set train.init_from to the run this lesson trained last, loading these layers")
+    compare: LessonCompare | None = Field(None, description="start these runs side by side instead of one")
+    probe: LessonProbe | None = Field(None, description="ask the current run for this on-demand view")
+
+
+class LessonSpec(Spec):
+    """The guided lesson a preset teaches: a few steps, each with a button that makes its changes."""
+
+    number: int = Field(ge=1, le=99, description="the lesson's number in the curriculum (shared/CURRICULUM.md)")
+    title: str = Field(min_length=1, max_length=200)
+    steps: list[LessonStep] = Field(min_length=1, max_length=20)
+
+
+def apply_changes(document: dict[str, Any], changes: list[LessonChange]) -> dict[str, Any]:
+    """A copy of ``document`` (an experiment as JSON) with each change made in order.
+
+    Raises ValueError when a path names no field of the document as it stands (a key it does not
+    have, an index past the end of a list): a lesson can only change what the document has.
+    """
+    document = copy.deepcopy(document)
+    for change in changes:
+        *parents, last = change.path.split(".")
+        node: Any = document
+        for depth, key in enumerate([*parents, last]):
+            where = ".".join([*parents, last][:depth]) or "the document"
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ValueError(f"{change.path!r}: {where} is a list of {len(node)} items; {key!r} is not an index of it")
+                key = int(key)  # type: ignore[assignment]
+            elif not isinstance(node, dict) or key not in node:
+                fields = ", ".join(node) if isinstance(node, dict) else "no fields"
+                raise ValueError(f"{change.path!r}: {where} has no field {key!r} (it has {fields})")
+            if depth == len(parents):
+                node[key] = copy.deepcopy(change.value)
+            else:
+                node = node[key]
+    return document
+
+
+def lesson_documents(experiment: "Experiment") -> list["Experiment"]:
+    """The document after each step's button, pressed in order from the preset: one Experiment per step.
+
+    A step's compared runs and its ``load_from_last_run`` are checked too (the latter with
+    ``LESSON_LAST_RUN`` for the run id). Raises ValueError naming the step and what is wrong.
+    """
+    if experiment.lesson is None:
+        return []
+    document = experiment.model_dump(mode="json", exclude={"lesson"})
+    out = []
+    for number, step in enumerate(experiment.lesson.steps, start=1):
+        try:
+            document = apply_changes(document, step.apply)
+            if step.load_from_last_run is not None:
+                names = {layer["name"] for layer in document["network"]["layers"]}
+                unknown = [name for name in step.load_from_last_run if name not in names]
+                if unknown:
+                    raise ValueError(f"load_from_last_run names {', '.join(map(repr, unknown))}, which the network does not have")
+                document["train"]["init_from"] = {"run_id": LESSON_LAST_RUN, "layers": step.load_from_last_run}
+            current = Experiment.model_validate(document)
+            if step.compare is not None:
+                for value in step.compare.values:
+                    Experiment.model_validate(apply_changes(document, [LessonChange(path=step.compare.path, value=value)]))
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}" for e in error.errors())
+            raise ValueError(f"lesson step {number} leaves an invalid document ({problems})") from None
+        except ValueError as error:
+            raise ValueError(f"lesson step {number}: {error}") from None
+        out.append(current)
+    return out
 
 
 class Experiment(Spec):
-    """Everything about one run: data, network, training, probes."""
+    """Everything about one run: data, network, training, probes (and, for a lesson preset, its guided steps)."""
 
     version: Literal[1] = 1
     name: str = Field("untitled", max_length=200)
@@ -611,3 +793,10 @@ class Experiment(Spec):
     network: NetworkSpec
     train: TrainConfig = Field(default_factory=TrainConfig)
     probes: ProbeConfig = Field(default_factory=ProbeConfig)
+    lesson: LessonSpec | None = Field(None, description="the guided lesson this document teaches (issue 11); null: none")
+
+    @model_validator(mode="after")
+    def _lesson_steps_apply(self) -> "Experiment":
+        """Every step's changes name fields the document has, and leave a valid document (pressed in order)."""
+        lesson_documents(self)
+        return self

@@ -1,6 +1,8 @@
 """`dlplay run`: JSON Lines out, exit code 2 and one clear stderr line on invalid input."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +30,7 @@ SPIRAL = {
         {"kind": "linear", "name": "hidden", "out_features": 8, "activation": "tanh"},
         {"kind": "linear", "name": "out", "out_features": 2}]},
     "train": {"optimizer": {"kind": "adam", "lr": 0.01}, "epochs": 5, "log_every": 5},
-    "probes": {"every": 10, "heavy_every": 20},
+    "probes": {"rates": {"layer_stats": 20, "boundary": 20}},
 }
 
 
@@ -71,3 +73,40 @@ def test_invalid_input_exits_2_with_one_clear_line(tmp_path, document, fragment)
 def test_missing_file_exits_2(tmp_path):
     result = run_cli(str(tmp_path / "nope.json"), timeout=60)
     assert result.returncode == 2 and "no such file" in result.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_a_run_until_stopped_ends_with_its_final_messages_on_ctrl_c_even_started_in_the_background(tmp_path, sig):
+    """`dlplay run x.json &` from a script inherits an ignored SIGINT; Ctrl-C must still stop it cleanly."""
+    forever = {**SPIRAL, "train": {**SPIRAL["train"], "epochs": None}}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "run", write(tmp_path, forever)], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        seen = 0
+        while seen < 3:  # a few metrics points: it is training, not still importing
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            seen += json.loads(line)["type"] == "metrics"
+        os.kill(proc.pid, sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    messages = [json.loads(line) for line in out.splitlines()]
+    final = next(m for m in messages if m["type"] == "final")
+    assert final["stop_reason"] == "stopped" and final["steps"] > 0
+    assert messages[-1]["type"] == "status" and messages[-1]["state"] == "stopped"
+
+
+def test_run_uses_the_servers_thread_count(tmp_path):
+    """torch's threads = cores - 1 (DLPLAY_TORCH_THREADS), as in the server, not torch's one per core."""
+    script = (
+        "import sys, torch; from server import cli; from server.config import settings;"
+        "cli._use_server_threads(); print(torch.get_num_threads(), settings.torch_threads)"
+    )
+    env = {**os.environ, "DLPLAY_TORCH_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.split() == ["1", "1"], done.stderr

@@ -1,4 +1,4 @@
-"""RunSession: the loop shared by `dlplay run` and the server (probes on schedule, messages, cleanup)."""
+"""RunSession: the loop shared by `dlplay run` and the server (live views on the frame clock, messages, cleanup)."""
 
 import gc
 import tracemalloc
@@ -11,11 +11,11 @@ from server.presets import MODELS_DIR
 from server.runner import RunSession
 
 
-def session_for(preset: str, steps: int, **probe_overrides) -> RunSession:
+def session_for(preset: str, steps: int, **rates: float) -> RunSession:
+    """A preset capped at ``steps`` steps; ``rates`` override live views' frames per second."""
     experiment = load_experiment(str(MODELS_DIR / f"{preset}.json"))
     experiment.train.max_steps = steps
-    for key, value in probe_overrides.items():
-        setattr(experiment.probes, key, value)
+    experiment.probes.rates.update(rates)
     return RunSession(experiment, run_id=preset, device="cpu")
 
 
@@ -32,8 +32,8 @@ def activation_stds(message: dict) -> list[float]:
 
 def test_small_init_collapses_activations_and_xavier_holds_them():
     """Lesson 6: 10 tanh layers of 500; 0.01*randn collapses geometrically, Xavier keeps the std."""
-    small = run_to_end(session_for("deep_tanh_small_init", 1, every=1))
-    xavier = run_to_end(session_for("deep_tanh_xavier", 1, every=1))
+    small = run_to_end(session_for("deep_tanh_small_init", 1))
+    xavier = run_to_end(session_for("deep_tanh_xavier", 1))
     small_stds = activation_stds(next(m for m in small if m["type"] == "activations"))
     xavier_stds = activation_stds(next(m for m in xavier if m["type"] == "activations"))
     assert len(small_stds) == len(xavier_stds) == 10
@@ -44,7 +44,7 @@ def test_small_init_collapses_activations_and_xavier_holds_them():
 
 
 def test_hooks_are_released_after_probed_steps_and_stop():
-    session = session_for("lenet5_mnist", 30, every=5, heavy_every=10)
+    session = session_for("lenet5_mnist", 30, layer_stats=60, filters=60)
     run_to_end(session)
     for block in session.model.blocks.values():
         for module in block.modules():
@@ -53,7 +53,7 @@ def test_hooks_are_released_after_probed_steps_and_stop():
 
 def test_memory_does_not_grow_over_many_runs():
     def one_run() -> None:
-        session = session_for("spiral_mlp", 20, every=5, heavy_every=10)
+        session = session_for("spiral_mlp", 20, layer_stats=60, boundary=60)
         run_to_end(session)
         session.probe("boundary")
         session.close()

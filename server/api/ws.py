@@ -4,7 +4,9 @@ A command is a JSON object ``{"cmd": ..., "id"?: ..., ...}`` (ARCHITECTURE.md):
 ``start {experiment}``, ``pause|resume|step|stop {run_id}``,
 ``set {run_id, lr?, momentum?, weight_decay?, dropout?}``,
 ``probe {run_id, probe, index?, class?, layer?, smoothgrad?}``, ``predict {run_id, input}``,
-``subscribe {run_id, after_seq}``, ``unsubscribe {run_id}``, ``ping``.
+``subscribe {run_id, after_seq}``, ``unsubscribe {run_id}``, ``ping``,
+``views {run_id, views: {name: {args}}}`` (the live views this page shows) and
+``speed {run_id, steps_per_s}`` (null: as fast as possible).
 
 Replies are the runs' protocol messages (stamped, shared by every subscriber of a
 run) plus a few messages for this client only, which carry no ``seq``: ``pong``
@@ -33,8 +35,8 @@ log = logging.getLogger("dlplay.ws")
 
 router = APIRouter()
 
-RUN_COMMANDS = ("pause", "resume", "step", "stop", "set", "probe", "predict")
-COMMANDS = ("start", "subscribe", "unsubscribe", "ping") + RUN_COMMANDS
+RUN_COMMANDS = ("pause", "resume", "step", "stop", "set", "speed", "probe", "predict")
+COMMANDS = ("start", "subscribe", "unsubscribe", "views", "ping") + RUN_COMMANDS
 SET_FIELDS = ("lr", "momentum", "weight_decay", "dropout")
 # Probe arguments a client may pass; "class" is the protocol's name for the runner's ``target``.
 PROBE_ARGS = {"index": "index", "class": "target", "target": "target", "layer": "layer", "smoothgrad": "smoothgrad"}
@@ -165,10 +167,16 @@ class Client:
                 run_id = self._run_id(command)
                 self.subscriptions.discard(run_id)
                 self.scheduler.unsubscribe(run_id, self.outbox)
+            elif name == "views":
+                self._views(command, request_id)
             else:
                 self._run_command(name, command, request_id)
         except CommandError as error:
             self._error(error.code, error.message, request_id=request_id, run_id=command.get("run_id"))
+        except Exception as error:  # a bug of ours: say so, log it, keep the connection
+            log.exception("command %r failed", name)
+            self._error("command_failed", f"the server could not carry out {name!r}: {type(error).__name__}: {error}",
+                        request_id=request_id, run_id=command.get("run_id"))
 
     async def _start(self, command: dict[str, Any], request_id: Any) -> None:
         raw = command.get("experiment")
@@ -227,6 +235,19 @@ class Client:
         status = {"type": "status", "run_id": run_id, "state": record.status, "message": record.message}
         return frames + [direct_frame(status)]
 
+    def _views(self, command: dict[str, Any], request_id: Any) -> None:
+        """What this page shows of a run; the run then computes those views (and its other watchers')."""
+        run_id = self._run_id(command)
+        views = command.get("views")
+        if not isinstance(views, dict) or not all(isinstance(k, str) for k in views):
+            raise CommandError("bad_arguments", 'views needs {"views": {"boundary": {}, "feature_maps": {"index": 3}}}')
+        if run_id not in self.subscriptions:
+            raise CommandError("bad_state", f"subscribe to run {run_id!r} before choosing its views")
+        future = self.scheduler.watch(run_id, self.outbox, views)
+        task = asyncio.create_task(self._await_command(future, run_id, request_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _run_command(self, name: str, command: dict[str, Any], request_id: Any) -> None:
         run_id = self._run_id(command)
         args = self._arguments(name, command)
@@ -249,6 +270,13 @@ class Client:
             if not isinstance(probe, str) or not probe:
                 raise CommandError("bad_arguments", "probe needs {\"probe\": <kind>}, e.g. \"saliency\"")
             return {"probe": probe, **{PROBE_ARGS[k]: v for k, v in command.items() if k in PROBE_ARGS and v is not None}}
+        if name == "speed":
+            if "steps_per_s" not in command:
+                raise CommandError("bad_arguments", 'speed needs {"steps_per_s": <steps per second, or null for max>}')
+            value = command["steps_per_s"]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise CommandError("bad_arguments", f"steps_per_s must be a number or null, not {value!r}")
+            return {"steps_per_s": value}
         if name == "predict":
             if "input" not in command:
                 raise CommandError("bad_arguments", "predict needs {\"input\": ...} (a point [x, y] or an image)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -60,8 +61,14 @@ def data_extent(x: Tensor, margin: float = 0.1) -> Extent:
 def grid_points(extent: Extent, resolution: int, device=None) -> tuple[Tensor, Tensor, Tensor]:
     """Cell centres of the grid: ``(points (R*R, 2), xs (R,), ys (R,))``; point ``r*R + c`` is ``(xs[c], ys[r])``.
 
-    ``ys`` runs from top (``ymax``) to bottom, as image rows do.
+    ``ys`` runs from top (``ymax``) to bottom, as image rows do. The same grid is asked for at every
+    boundary frame (20 a second), so it is made once per extent, resolution and device; treat it as read-only.
     """
+    return _grid_points(tuple(float(v) for v in extent), int(resolution), str(torch.device(device or "cpu")))
+
+
+@functools.lru_cache(maxsize=16)
+def _grid_points(extent: Extent, resolution: int, device: str) -> tuple[Tensor, Tensor, Tensor]:
     xmin, xmax, ymin, ymax = (float(v) for v in extent)
     if not (xmax > xmin and ymax > ymin):
         raise ValueError(f"extent must have xmin < xmax and ymin < ymax, got {extent}")

@@ -39,7 +39,7 @@ def tiny_experiment(steps: int = 200, *, name: str = "tiny", lr: float = 0.03, p
         ]},
         "train": {"optimizer": {"kind": "adam", "lr": lr}, "batch_size": 32, "max_steps": steps, "log_every": 10,
                   **train},
-        "probes": {"enabled": probes, "every": 25, "heavy_every": 100},
+        "probes": {"enabled": probes},
     }
 
 
@@ -64,7 +64,8 @@ class FakeSession:
     calls: list[str] = []
     step_delay = 0.0  # seconds per step, to make slices hold several steps
 
-    def __init__(self, experiment: Any, *, run_id: str, device: str, limits: Any, uploads_dir: Path) -> None:
+    def __init__(self, experiment: Any, *, run_id: str, device: str, limits: Any, uploads_dir: Path,
+                 max_metrics_hz: float | None = None) -> None:
         if experiment.name == "bad":
             raise ValueError("layer 'x': bad on purpose. Fix: do not")
         self.experiment = experiment
@@ -75,6 +76,9 @@ class FakeSession:
         self.closed = False
         self.lr = experiment.train.optimizer.lr
         self.trainer = SimpleNamespace(model=torch.nn.Linear(2, 2), step_count=0, epoch=0.0)
+        self.views: dict[str, dict[str, Any]] | None = None  # what set_views was last given
+        self.steps_per_s: float | None = None
+        self._credit_at = time.perf_counter()
 
     @property
     def done(self) -> bool:
@@ -103,6 +107,9 @@ class FakeSession:
 
     def advance(self, *, max_steps: int, max_seconds: float) -> list[dict[str, Any]]:
         FakeSession.calls.append(self.run_id)
+        if self.steps_per_s is not None:
+            max_steps = min(max_steps, 1)
+            self._credit_at = time.perf_counter()
         out: list[dict[str, Any]] = []
         deadline = time.perf_counter() + max_seconds
         for _ in range(max_steps):
@@ -114,7 +121,26 @@ class FakeSession:
         return out
 
     def step_once(self) -> list[dict[str, Any]]:
-        return self._step()
+        return self._step() + self.refresh()
+
+    def set_views(self, views: dict[str, dict[str, Any]] | None) -> None:
+        self.views = views
+
+    def refresh(self) -> list[dict[str, Any]]:
+        """A frame of each watched view: here a ``boundary`` when it is watched."""
+        return [{"type": "boundary", "step": self.trainer.step_count}] if "boundary" in (self.views or {}) else []
+
+    def set_speed(self, steps_per_s: float | None) -> list[dict[str, Any]]:
+        if steps_per_s is not None and steps_per_s <= 0:
+            raise ValueError("steps_per_s must be positive")
+        self.steps_per_s = steps_per_s
+        self._credit_at = time.perf_counter()
+        return [{"type": "hyperparams", "values": {"steps_per_s": steps_per_s}}]
+
+    def next_step_in(self) -> float:
+        if self.steps_per_s is None:
+            return 0.0
+        return max(0.0, self._credit_at + 1.0 / self.steps_per_s - time.perf_counter())
 
     def stop(self) -> list[dict[str, Any]]:
         return [] if self.done else self._finish("stopped")

@@ -23,8 +23,10 @@ BOB = "bob-session-0002"
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     """One server for this module (runs are independent; sessions keep tests apart)."""
+    # max_metrics_hz: every log interval is its own metrics point here, so the replay tests can count them
+    # (merging fast intervals is tested in test_live_views.py).
     settings = make_settings(tmp_path_factory.mktemp("ws"), max_params=20_000, max_message_bytes=16 * 1024,
-                             slice_seconds=0.02)
+                             slice_seconds=0.02, max_metrics_hz=1000)
     with running_server(settings) as server:
         yield server
 
