@@ -8,10 +8,11 @@ The net is TensorFlow Playground's default on its spiral: inputs x1, x2, hidden 
 
 1. **Cold start**: a fresh server process; the time from sending ``start`` to the first
    ``metrics`` frame of the first run after boot.
-2. **Ours**: a websocket client starts the preset (it trains until stopped), watches the
-   2D view (``views {boundary}``, as the page's 2D tab does) for ``--seconds``, and counts
-   what reaches it: examples per second (steps drawn x batch / wall time), distinct
-   boundary frames per second, and the validation loss at the end.
+2. **Ours**: a websocket client starts the preset (it trains until stopped), watches every
+   live view that applies to a 2D net (``WATCHED``: the boundary and neuron maps, layer
+   statistics, weights, feature maps, the confusion matrix) for ``--seconds``, and counts
+   what reaches it: examples per second (steps x batch / wall time), distinct boundary
+   frames per second, and the validation loss at the end.
 3. **Bare PyTorch**: the textbook eager loop (zero_grad, forward, BCE, backward, SGD step) on
    the same net, data and batch, in this process with the server's thread count, for
    ``--bare-seconds``.
@@ -43,12 +44,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PRESET = ROOT / "models" / "playground_spiral.json"
 TF_PLAYGROUND_EXAMPLES_PER_S = 10_600  # 42-44 iterations/s x batch 10, Chromium, 2 cores (see the module docstring)
 TF_PLAYGROUND_TEST_LOSS_30S = 0.436
+# Every live view that applies to a 2D MLP, at its default rate (the page's 2D tab alone watches just the boundary).
+WATCHED = {"boundary": {}, "layer_stats": {}, "weights": {}, "feature_maps": {"index": 0}, "evaluation": {}}
 RECV_GUARD = 60.0  # seconds without any frame before the client gives up (a hang guard, not a measurement)
 
 
 def measure_server(ws_url: str, experiment: dict, seconds: float) -> dict:
     """Start the run, watch the boundary for ``seconds``, stop it; what reached the client."""
-    out = {"first_metrics_s": None, "boundary_steps": set(), "rates": [], "val_loss": None, "metrics": []}
+    out = {"first_metrics_s": None, "boundary_steps": set(), "rates": [], "val_loss": None, "metrics": [], "frames": {}}
     with connect(f"{ws_url}?session=bench-tiny-session", max_size=64 * 1024**2) as ws:
         sent = time.perf_counter()
         ws.send(json.dumps({"cmd": "start", "experiment": experiment}))
@@ -64,7 +67,7 @@ def measure_server(ws_url: str, experiment: dict, seconds: float) -> dict:
                 raise SystemExit(f"the server refused the run: {message['message']}")
             if run_id is None and message.get("run_id"):
                 run_id = message["run_id"]
-                ws.send(json.dumps({"cmd": "views", "run_id": run_id, "views": {"boundary": {}}}))
+                ws.send(json.dumps({"cmd": "views", "run_id": run_id, "views": WATCHED}))
             if kind == "metrics":
                 if out["first_metrics_s"] is None:
                     out["first_metrics_s"] = now - sent
@@ -75,6 +78,8 @@ def measure_server(ws_url: str, experiment: dict, seconds: float) -> dict:
                     out["metrics"].append((now, message["step"]))
                     if message.get("val_loss") is not None:
                         out["val_loss"] = message["val_loss"]
+            if "rate_hz" in message and out["first_metrics_s"] is not None and not stopping:
+                out["frames"][kind] = out["frames"].get(kind, 0) + 1
             if kind == "boundary" and out["first_metrics_s"] is not None and not stopping:
                 out["boundary_steps"].add(message["step"])
                 out["rates"].append(message.get("rate_hz"))
@@ -147,7 +152,8 @@ def main() -> None:
     rates = [r for r in result["rates"] if r is not None]
     print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start; "
           f"server on {health['device']}, torch threads {settings.torch_threads}, RSS {rss:.0f} MiB")
-    print(f"net: {experiment['name']}; batch {batch}; {args.seconds:g} s through the websocket with the 2D view open")
+    print(f"net: {experiment['name']}; batch {batch}; {args.seconds:g} s through the websocket, "
+          f"watching {', '.join(WATCHED)}")
     print(f"first run after server start: first metrics {result['first_metrics_s'] * 1000:.0f} ms after start")
     print(f"ours (server, boundary streaming): {ours_eps:,.0f} examples/s = {ours_eps / batch:,.0f} steps/s "
           f"({step_last - step_first:,} steps in {span:.1f} s)")
@@ -155,6 +161,8 @@ def main() -> None:
           f"(server's rate_hz {min(rates, default=float('nan')):.1f}-{max(rates, default=float('nan')):.1f})")
     print(f"validation loss at {args.seconds:g} s: ours {result['val_loss']}, "
           f"TF Playground {TF_PLAYGROUND_TEST_LOSS_30S} (test loss at 30 s), bare loop after {args.bare_seconds:g} s {bare_val:.3f}")
+    print("live-view frames per second reaching the client: "
+          + ", ".join(f"{kind} {count / span:.1f}" for kind, count in sorted(result["frames"].items())))
     print(f"bare PyTorch loop (eager, same net/data/batch): {bare_eps:,.0f} examples/s")
     print(f"TF Playground in Chromium (yardstick): {TF_PLAYGROUND_EXAMPLES_PER_S:,} examples/s")
     print(f"ratio ours/bare: {ours_eps / bare_eps:.2f}")

@@ -140,6 +140,26 @@ class FusedMLP:
             if layer.bias is not None:
                 self._params.append((layer.bias, layer.bias_grad, False, block.core.bias))
 
+    # -- inference -------------------------------------------------------------------------------
+
+    def forward_layers(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every layer's post-activation output for inputs ``x`` (N, D) float32: ``[(N, F_1), ..., (N, C)]``.
+
+        The same arithmetic as the training forward, without hooks or autograd: the 2D view runs it on a
+        64x64 grid 20 times a second (a chain of linear layers has no dropout or batch norm, so train
+        and eval mode agree).
+        """
+        outputs = []
+        h = x
+        with np.errstate(over="ignore", invalid="ignore"):
+            for layer in self.layers:
+                z = h @ layer.weight.T
+                if layer.bias is not None:
+                    z += layer.bias
+                h = _activate(z, layer.act, layer.slope)
+                outputs.append(h)
+        return outputs
+
     # -- optimizer state, in torch's layout ------------------------------------------------------
 
     def _state(self, p: torch.Tensor) -> dict[str, Any]:

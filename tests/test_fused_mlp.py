@@ -145,3 +145,24 @@ def test_networks_with_other_layers_or_too_many_parameters_take_autograd():
            {"kind": "linear", "name": "h2", "out_features": wide, "activation": "relu"},
            {"kind": "linear", "name": "out", "out_features": 1}]
     assert "parameters" in Trainer(experiment(optimizer={"kind": "sgd", "lr": 0.1}, layers=big)).fused_reason
+
+
+def test_the_boundary_through_the_fused_forward_equals_the_torch_models():
+    """The 2D view draws the grid with the fused forward; torch's forward (with hooks) is the oracle."""
+    from server.live.boundary import _extent, _fused_forward
+    from server.probes import decision_boundary
+
+    trainer = Trainer(experiment(optimizer={"kind": "adam", "lr": 0.01}), device="cpu")
+    for _ in range(50):
+        trainer.step()
+    blocks = trainer.model.blocks
+    extent = _extent(trainer.dataset)
+    reference = decision_boundary(trainer.model, blocks, extent=extent, resolution=32)
+    fused = decision_boundary(trainer.model, blocks, extent=extent, resolution=32,
+                              forward=lambda points: _fused_forward(trainer.fused, list(blocks), points))
+    assert set(fused.neuron_maps) == set(reference.neuron_maps) == {"h1", "h2"}
+    torch.testing.assert_close(torch.from_numpy(fused.probs), torch.from_numpy(reference.probs), atol=1e-6, rtol=0)
+    assert (fused.predicted == reference.predicted).mean() > 0.999  # a cell on the boundary may round either way
+    for name in reference.neuron_maps:
+        torch.testing.assert_close(torch.from_numpy(fused.neuron_maps[name]),
+                                   torch.from_numpy(reference.neuron_maps[name]), atol=1e-6, rtol=0)

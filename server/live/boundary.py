@@ -22,7 +22,10 @@ def compute(session: Any) -> list[dict[str, Any]]:
     model = session.trainer.eval_model()
     # An EMA copy wraps the network (AveragedModel.module); hook the copy's own blocks.
     blocks = getattr(model, "blocks", None) or getattr(getattr(model, "module", None), "blocks", None)
-    boundary = probes.decision_boundary(model, blocks, extent=extent, resolution=session.probe_config.boundary_resolution)
+    fused = session.trainer.fused  # set only for linear chains without EMA: eval model == the trained one
+    forward = None if fused is None else lambda points: _fused_forward(fused, list(blocks), points)
+    boundary = probes.decision_boundary(model, blocks, extent=extent, resolution=session.probe_config.boundary_resolution,
+                                        forward=forward)
     message = protocol.boundary_message(session.trainer.step_count, boundary, _NO_POINTS)
     # The points never change during a run: encode them once, not at 20 frames per second.
     message["points"] = session.cached(
@@ -31,6 +34,12 @@ def compute(session: Any) -> list[dict[str, Any]]:
 
 
 _NO_POINTS = np.zeros((0, 3), np.float32)
+
+
+def _fused_forward(fused: Any, names: list[str], points: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The grid through the fused NumPy forward: (outputs, {layer: output}) as tensors sharing its arrays."""
+    outputs = [torch.from_numpy(a) for a in fused.forward_layers(points.numpy())]
+    return outputs[-1], dict(zip(names, outputs))
 
 
 def _extent(data: Any) -> tuple[float, float, float, float]:

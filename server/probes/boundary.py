@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,6 +90,7 @@ def decision_boundary(
     *,
     extent: Extent,
     resolution: int = 64,
+    forward: Callable[[Tensor], tuple[Tensor, Mapping[str, Tensor]]] | None = None,
 ) -> Boundary2D:
     """Class probabilities over a grid of the plane, from one batched forward (eval mode, no grad).
 
@@ -100,6 +101,9 @@ def decision_boundary(
             (e.g. of the EMA copy when evaluating with it), or their hooks never fire.
         extent: ``(xmin, xmax, ymin, ymax)`` of the plane shown (see :func:`data_extent`).
         resolution: cells per side, clamped to ``[2, MAX_RESOLUTION]``.
+        forward: optional ``forward(points (P, 2)) -> (outputs (P, C), {layer: output (P, F)})`` that
+            computes the same as the model in eval mode without hooks (the trainer's fused MLP path);
+            the model is not run then.
 
     One device-to-host transfer.
     """
@@ -107,8 +111,12 @@ def decision_boundary(
     resolution = int(min(max(resolution, 2), MAX_RESOLUTION))
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     points, xs, ys = grid_points(extent, resolution, device)
-    with no_grad_eval(model), ActivationRecorder(layers, grads=False) as rec:
-        out = model(points)
+    if forward is not None:
+        out, activations = forward(points)
+    else:
+        with no_grad_eval(model), ActivationRecorder(layers, grads=False) as rec:
+            out = model(points)
+        activations = rec.activations
     logits = out.float().reshape(out.shape[0], -1)
     if logits.shape[1] == 1:
         probs = torch.sigmoid(logits[:, 0])
@@ -119,7 +127,7 @@ def decision_boundary(
 
     names, maps = [], []
     for name in layers:
-        a = rec.activations.get(name)
+        a = activations.get(name)
         if a is None or a.dim() != 2 or _same_tensor(a, out):
             continue
         names.append(name)

@@ -402,3 +402,20 @@ def test_stats_on_cuda_equal_cpu():
         assert a.norm == pytest.approx(b.norm, rel=1e-4)
     for a, b in zip(ratios_cpu, ratios_gpu):
         assert a.ratio == pytest.approx(b.ratio, rel=1e-4)
+
+
+def test_a_large_tensors_histogram_counts_an_even_sample_and_the_rest_every_value():
+    from server.probes.stats import MAX_HISTOGRAM_VALUES
+
+    big = torch.randn(64, 6, 28, 28, generator=torch.Generator().manual_seed(0)) * 3 + 1  # a LeNet conv output
+    result = tensor_stats(big, 32)
+    flat = big.reshape(-1)
+    stride = -(-flat.numel() // MAX_HISTOGRAM_VALUES)
+    lo, hi = flat.min().item(), flat.max().item()
+    assert result.hist == torch.histc(flat[::stride], 32, lo, hi).long().tolist()  # torch's own, on the sample
+    assert result.n == flat.numel()
+    assert (result.min, result.max) == (lo, hi)
+    assert result.mean == pytest.approx(flat.mean().item(), abs=1e-5)
+    assert result.std == pytest.approx(flat.std().item(), rel=1e-5)
+    full = torch.histc(flat, 32, lo, hi) / flat.numel()
+    assert (torch.tensor(result.hist) / sum(result.hist) - full).abs().max() < 0.01  # the bars keep their shape
