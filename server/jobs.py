@@ -745,7 +745,8 @@ class DeviceWorker:
         owed = run.credit + quantum
         cpu0, wall0 = self._clock(), time.perf_counter()
         try:
-            messages = run.session.advance(max_steps=MAX_STEPS_PER_SLICE, max_seconds=max(owed, quantum / 4) / self._cpu_share)
+            messages = run.session.advance(max_steps=MAX_STEPS_PER_SLICE, max_seconds=max(owed, quantum / 4) / self._cpu_share,
+                                           until_frame=True)
         except Exception as exc:
             self._fail(run, exc)
             return

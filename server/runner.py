@@ -121,6 +121,7 @@ class RunSession:
         self.steps_per_s: float | None = None
         self._speed_credit = 0.0
         self._speed_at = time.perf_counter()
+        self._framed = False  # a view frame was made in this slice (advance ends it then)
         self._plain_step_seconds = 0.0  # smoothed time of an unobserved step, to tell an observed step's extra cost
 
     # -- lifecycle -----------------------------------------------------------
@@ -134,19 +135,25 @@ class RunSession:
         messages = [self._summary_message(), protocol.status_message("running")]
         return messages + self.refresh()
 
-    def advance(self, *, max_steps: int = 1_000_000, max_seconds: float = 0.1) -> list[dict[str, Any]]:
-        """Train for up to ``max_steps`` steps or ``max_seconds`` seconds (a time slice), within the speed limit."""
+    def advance(self, *, max_steps: int = 1_000_000, max_seconds: float = 0.1,
+                until_frame: bool = False) -> list[dict[str, Any]]:
+        """Train for up to ``max_steps`` steps or ``max_seconds`` seconds (a time slice), within the speed limit.
+
+        ``until_frame``: end the slice as soon as a live view made a frame, so the caller sends it at once.
+        The server does: two frames of one view sent together reach the page at the same instant, and it
+        paints only the newer (on a busy machine slices stretch to 100 ms and more, many frames' worth).
+        """
         messages: list[dict[str, Any]] = []
         t0 = time.perf_counter()
         deadline = t0 + max_seconds
         if self.steps_per_s is not None:
             max_steps = min(max_steps, self._speed_allowance(t0))
         taken = 0
+        self._framed = False
         while taken < max_steps and not self.done:
             messages += self._one_step()
             taken += 1
-            now = time.perf_counter()
-            if now >= deadline:
+            if (until_frame and self._framed) or time.perf_counter() >= deadline:
                 break
         if self.steps_per_s is not None:
             self._speed_credit -= taken
@@ -285,6 +292,7 @@ class RunSession:
             spent = max(0.0, time.perf_counter() - t0 - self._plain_step_seconds)
             self.clock.ran(step_view, spent, time.perf_counter(), result.step)
             self._probe_seconds += spent
+            self._framed = True
             self._stamp_rate(step_view, messages)
         else:
             result = trainer.step()
@@ -320,6 +328,7 @@ class RunSession:
             return [protocol.error_message("bad_arguments", f"view {name!r} stopped: {exc}")]
         spent = time.perf_counter() - t0
         self._probe_seconds += spent
+        self._framed = True
         self.clock.ran(name, spent, time.perf_counter(), step)
         if view.on_evaluation:
             self._eval_count_shown = self._eval_count

@@ -105,7 +105,7 @@ class FakeSession:
         self.final = {"type": "final", "steps": self.trainer.step_count, "stop_reason": reason, "message": reason}
         return [self.final, {"type": "status", "state": "finished"}]
 
-    def advance(self, *, max_steps: int, max_seconds: float) -> list[dict[str, Any]]:
+    def advance(self, *, max_steps: int, max_seconds: float, until_frame: bool = False) -> list[dict[str, Any]]:
         FakeSession.calls.append(self.run_id)
         if self.steps_per_s is not None:
             max_steps = min(max_steps, 1)

@@ -120,13 +120,16 @@ def _data_problem(error: DataError) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-def run_shape(experiment: Experiment, n_train: int) -> tuple[int, int]:
-    """(steps_per_epoch, total_steps) the trainer will use, for the schedule preview."""
+def run_shape(experiment: Experiment, n_train: int) -> tuple[int, int | None]:
+    """(steps_per_epoch, total_steps) the trainer will use, for the schedule preview; total None: until stopped."""
     train = experiment.train
     batch = n_train if train.batch_size == "full" else min(train.batch_size, max(n_train, 1))
     per_epoch = max(1, n_train // max(batch, 1))
-    total = train.max_steps if train.max_steps is not None else max(1, math.ceil(train.epochs * per_epoch - 1e-9))
-    return per_epoch, total
+    if train.max_steps is not None:
+        return per_epoch, train.max_steps
+    if train.epochs is None:
+        return per_epoch, None
+    return per_epoch, max(1, math.ceil(train.epochs * per_epoch - 1e-9))
 
 
 def validate_document(raw: Any, *, datasets: DatasetCache, settings: Settings,
