@@ -4,6 +4,7 @@
  */
 
 import type { Experiment, TrainConfig } from "./generated/schema";
+import type { LiveViewInfo } from "./live";
 import type { Health, PresetInfo, RunInfo, ValidateResult } from "./protocol";
 import type { Registry } from "./registry";
 
@@ -112,6 +113,10 @@ export const endpoints = {
     return api<UploadResult>("/uploads", { method: "POST", body: form });
   },
   runs: () => api<RunInfo[] | { runs: RunInfo[] }>("/runs"),
+  /** one run of this session: its experiment, summary, status and final figures */
+  run: (id: string) => api<RunInfo>(`/runs/${encodeURIComponent(id)}`),
+  /** the frame clock's live views and their default rates (404 on a server without one) */
+  views: () => api<LiveViewInfo[]>("/views"),
   /** [[step, lr], ...], step 1 first, at most 1000 pairs; a plateau schedule is drawn flat. */
   schedulePreview: (train: TrainConfig, stepsPerEpoch: number, totalSteps: number) =>
     api<[number, number][]>("/schedule/preview", post({ train, steps_per_epoch: stepsPerEpoch, total_steps: totalSteps })),

@@ -2,6 +2,14 @@
  * The page: wiring only. Builds the shell (top bar, side panels, tabs), connects the
  * Store, the socket, the run tracker, the editor and panels, and routes every server
  * message to the live views. Logic lives in the modules it wires.
+ *
+ * Two duties span modules and live here:
+ * - the shown run is part of the address (`#s=...&run=<id>`): a reload, Back/Forward or a
+ *   second tab reattaches to it with `subscribe {run_id, after_seq: 0}` and the server's
+ *   replay rebuilds its whole history; the Runs tab reopens any run the same way;
+ * - the open tab decides which live views the server streams (`views`, see live.ts): the
+ *   union of the tab's views' `watch()`, sent when the tab, a view's arguments, the run or
+ *   the connection changes.
  */
 
 import "./styles.css";
@@ -11,16 +19,20 @@ import { debounce, h } from "./dom";
 import { NetworkEditor } from "./editor/NetworkEditor";
 import { FrameScheduler } from "./frame";
 import type { Experiment } from "./generated/schema";
+import { AUTO_PROBE_ID, EndedRunProbes, ViewsDemand, mergeWatched, speedOf, streamable, type LiveViewInfo, type WatchedViews } from "./live";
 import { DataPanel } from "./panels/DataPanel";
 import { FileMenu } from "./panels/FileMenu";
 import { Help } from "./panels/Help";
 import { RunControls } from "./panels/RunControls";
 import { TrainingPanel } from "./panels/TrainingPanel";
-import type { PresetInfo, ServerMessage } from "./protocol";
+import type { PresetInfo, RunInfo, ServerMessage } from "./protocol";
 import { tidyRegistry, type Registry } from "./registry";
 import { RunTracker } from "./run";
 import { Socket, socketUrl } from "./socket";
-import { DEFAULT_UI, SIDE_PANELS, Store, TABS, decodeState, encodeState, normalizeExperiment, type AppState, type SidePanel, type TabId } from "./state";
+import {
+  DEFAULT_UI, SIDE_PANELS, Store, TABS, decodeState, encodeState, hashWithRun, normalizeExperiment, runFromHash,
+  type AppState, type SidePanel, type TabId,
+} from "./state";
 import { Toasts } from "./toast";
 import type { Theme, View, ViewContext } from "./viewContext";
 import { tabSpecs } from "./views";
@@ -37,10 +49,11 @@ async function boot(): Promise<void> {
   const themeListeners = new Set<(t: Theme) => void>();
 
   // What the server offers, and the state to start from: a link, else a preset.
-  const [registry, presetsResult, health] = await Promise.allSettled([
+  const [registry, presetsResult, health, viewsResult] = await Promise.allSettled([
     endpoints.registry(),
     endpoints.presets(),
     endpoints.health(),
+    endpoints.views(),
   ]);
   if (registry.status === "rejected") {
     root.replaceChildren(h("div.fatal", null, h("h1", null, "dlplay"), h("p", null, `Cannot load the registry from the server: ${(registry.reason as Error).message}`)));
@@ -48,6 +61,9 @@ async function boot(): Promise<void> {
   }
   const reg: Registry = tidyRegistry(registry.value);
   const presets: PresetInfo[] = presetsResult.status === "fulfilled" ? presetsResult.value : [];
+  // null: a server without the frame clock (no `views` / `speed` commands); the page then takes its defaults
+  const liveViews: LiveViewInfo[] | null = viewsResult.status === "fulfilled" && Array.isArray(viewsResult.value) ? viewsResult.value : null;
+  const initialRun = runFromHash(location.hash);
   let initial: AppState | null = null;
   try {
     initial = await decodeState(location.hash);
@@ -59,15 +75,21 @@ async function boot(): Promise<void> {
   // ---- runs and the socket ------------------------------------------------
   const tracker = new RunTracker();
   const views: View[] = [];
+  const viewHosts = new Map<TabId, View[]>();
   const seqLog: number[] = [];
   const received = new Map<string, number>();
+  const lastOfType = new Map<string, ServerMessage>();
   const controls = new RunControls({
     start: () => startRun(),
     pause: () => withRun((run_id) => socket.send({ cmd: "pause", run_id })),
     resume: () => withRun((run_id) => socket.send({ cmd: "resume", run_id })),
     step: () => withRun((run_id) => socket.send({ cmd: "step", run_id })),
     stop: () => withRun((run_id) => socket.send({ cmd: "stop", run_id })),
+    speed: (steps_per_s) => {
+      if (liveViews !== null && tracker.active) withRun((run_id) => socket.send({ cmd: "speed", run_id, steps_per_s }));
+    },
   });
+  controls.setSpeedAvailable(liveViews !== null);
   const startRun = (): void => {
     // Restart: the old run would keep a share of the device; stop it first.
     const previous = tracker.snapshot.runId;
@@ -82,22 +104,87 @@ async function boot(): Promise<void> {
   const socket = new Socket(socketUrl(), {
     message: (msg) => route(msg),
     status: (status, detail) => controls.socket(status, detail),
+    // a new connection watches the server's defaults until told otherwise
+    opened: () => {
+      demand.forget();
+      pushWatch();
+    },
   });
+  const demand = new ViewsDemand((cmd) => socket.send(cmd));
+  const endedProbes = new EndedRunProbes((cmd) => socket.send(cmd));
+  /** Forget what the views show: a different run is about to be shown. */
+  const clearShown = (): void => {
+    seqLog.length = 0;
+    received.clear();
+    lastOfType.clear();
+    demand.forget();
+    endedProbes.forget();
+    for (const view of views) safely(() => view.reset());
+  };
   const route = (msg: ServerMessage): void => {
     const kind = tracker.classify(msg);
     if (kind === "other") return;
     if (kind === "new") {
       socket.follow(msg.run_id ?? null);
-      seqLog.length = 0;
-      received.clear();
-      for (const view of views) safely(() => view.reset());
+      clearShown();
+      // the page's chosen speed holds for every run it starts
+      if (liveViews !== null && controls.speed !== null && msg.run_id) {
+        socket.send({ cmd: "speed", run_id: msg.run_id, steps_per_s: controls.speed });
+      }
+    }
+    if (msg.type === "error" && msg.code === "not_found" && msg.run_id && msg.run_id === tracker.snapshot.runId && tracker.snapshot.state === "attaching") {
+      // a link to a run of another browser session, or a deleted run: keep the state, drop the run
+      const reason = `run ${msg.run_id} is not available here (it belongs to another browser session, or was deleted)`;
+      socket.follow(null);
+      tracker.detach(reason);
+      void writeHashNow();
+      toasts.show(reason, "error");
+      return;
+    }
+    if (msg.type === "error" && msg.request_id === AUTO_PROBE_ID) {
+      // the page's own probe of an ended run whose model is gone (a server restart): nothing to show, nothing wrong
+      console.info(`no ${msg.code === "bad_arguments" ? "such view" : "frame"} for the ended run: ${msg.message}`);
+      return;
     }
     if (msg.run_id && typeof msg.seq === "number") seqLog.push(msg.seq);
     received.set(msg.type, (received.get(msg.type) ?? 0) + 1);
+    lastOfType.set(msg.type, msg);
     tracker.handle(msg);
     if (msg.type === "error") toasts.show(msg.message, "error");
+    if (msg.type === "hyperparams") {
+      const speed = speedOf(msg);
+      if (speed !== undefined) controls.showSpeed(speed);
+    }
     for (const view of views) safely(() => view.onMessage(msg));
   };
+  /** Show `runId` again: reset the views and replay its whole stream from the server. */
+  const attachRun = (runId: string): void => {
+    const previous = socket.following;
+    // the page shows one run; the one it leaves keeps going on the server, unwatched
+    if (previous !== null && previous !== runId) socket.send({ cmd: "unsubscribe", run_id: previous });
+    tracker.attach(runId);
+    clearShown();
+    controls.showSpeed(null); // a run trains at full speed unless its replay says otherwise
+    socket.attach(runId);
+    void writeHashNow();
+  };
+  /**
+   * What the open tab's views watch: streamed for the shown run while it is live; asked for once
+   * (probes) when it has ended, so a tab opened after the end shows the trained network.
+   */
+  const pushWatch = (): void => {
+    const snap = tracker.snapshot;
+    if (liveViews === null || snap.runId === null) return;
+    const live = snap.state === "queued" || snap.state === "running" || snap.state === "paused";
+    const ended = snap.state === "finished" || snap.state === "stopped";
+    if (!live && !ended) return;
+    // the run's data kind (its summary; before that, the document's dataset) decides which views apply
+    const kind = snap.summary?.dataset.kind ?? reg.datasets.find((d) => d.name === store.experiment.data.name)?.kind ?? null;
+    const views = streamable(watchedNow(), liveViews, kind);
+    if (live) demand.update(snap.runId, views);
+    else endedProbes.update(snap.runId, views);
+  };
+  const watchedNow = (): WatchedViews => mergeWatched((viewHosts.get(store.ui.tab) ?? []).map((v) => v.watch?.()));
 
   // ---- panels ------------------------------------------------------------------
   const editor = new NetworkEditor(store, (m, k) => toasts.show(m, k));
@@ -107,7 +194,8 @@ async function boot(): Promise<void> {
     sendLive: (patch) => withRun((run_id) => socket.send({ cmd: "set", run_id, ...patch })),
     runShape: () => {
       const r = editor.lastValidation.result;
-      return r?.steps_per_epoch && r.total_steps ? { stepsPerEpoch: r.steps_per_epoch, totalSteps: r.total_steps } : null;
+      // total_steps is null for a run that trains until stopped
+      return r?.steps_per_epoch ? { stepsPerEpoch: r.steps_per_epoch, totalSteps: r.total_steps ?? null } : null;
     },
   });
   const help = new Help();
@@ -118,11 +206,8 @@ async function boot(): Promise<void> {
       toasts.show(`loaded ${label} (Ctrl+Z to go back)`);
     },
     current: () => store.experiment,
-    shareLink: async () => {
-      const hash = await encodeState(store.state);
-      history.replaceState(null, "", `#${hash}`);
-      return location.href;
-    },
+    // the state only: a run belongs to this browser's session, so it stays out of links for others
+    shareLink: async () => `${location.origin}${location.pathname}${location.search}#${await encodeState(store.state)}`,
     toast: (m, k) => toasts.show(m, k),
   });
   files.setList(presets);
@@ -130,14 +215,21 @@ async function boot(): Promise<void> {
   dataPanel.setRegistry(reg);
   training.setRegistry(reg);
   if (health.status === "fulfilled") training.setHealth(health.value);
+  if (liveViews !== null) training.setLiveViews(liveViews);
   editor.onValidation((v) => {
     controls.setValid(v.result?.ok ?? false);
     training.sync();
   });
+  let addressRun: string | null = initialRun;
   tracker.subscribe((snap) => {
     controls.update(snap);
     training.setLive(tracker.active && snap.runId !== null);
     training.markStep(snap.metrics?.step ?? null);
+    if (snap.runId !== addressRun) {
+      addressRun = snap.runId;
+      void writeHashNow();
+    }
+    pushWatch();
   });
 
   // ---- the view context ------------------------------------------------------------
@@ -152,6 +244,7 @@ async function boot(): Promise<void> {
       themeListeners.add(cb);
       return () => themeListeners.delete(cb);
     },
+    watchChanged: () => pushWatch(),
   };
 
   // ---- layout --------------------------------------------------------------------
@@ -160,7 +253,8 @@ async function boot(): Promise<void> {
   const undoBtn = h("button.icon#undo", { type: "button", title: "undo (Ctrl+Z)", onclick: () => store.undo() }, "↶");
   const redoBtn = h("button.icon#redo", { type: "button", title: "redo (Ctrl+Shift+Z)", onclick: () => store.redo() }, "↷");
   const themeBtn = h("button.icon#theme", { type: "button", title: "dark / light theme", onclick: () => store.setUI({ theme: store.ui.theme === "dark" ? "light" : "dark" }) }, "◐");
-  const projectorBtn = h("button.btn.toggle#projector", { type: "button", title: "projector mode: large type, high contrast", onclick: () => store.setUI({ projector: !store.ui.projector }) }, "Projector");
+  // an icon like the theme's: the top bar also holds the run controls, the speed and the status line
+  const projectorBtn = h("button.icon.toggle#projector", { type: "button", title: "projector mode: large type, high contrast", "aria-label": "projector mode", onclick: () => store.setUI({ projector: !store.ui.projector }) }, "A⁺");
   const helpBtn = h("button.icon#help", { type: "button", title: "shortcuts (?)", onclick: () => help.toggle() }, "?");
 
   const sideButtons = new Map<SidePanel, HTMLButtonElement>();
@@ -177,10 +271,9 @@ async function boot(): Promise<void> {
     }));
   const side = h("aside.side", null, sideTabs, h("div.side-body", null, [...sideBodies.values()]));
 
-  const TAB_SPECS = tabSpecs({ showTab: (tab) => store.setUI({ tab }) });
+  const TAB_SPECS = tabSpecs({ showTab: (tab) => store.setUI({ tab }), openRun: (runId) => void openRun(runId) });
   const tabButtons = new Map<TabId, HTMLButtonElement>();
   const tabPanels = new Map<TabId, HTMLElement>();
-  const viewHosts = new Map<TabId, View[]>();
   for (const spec of TAB_SPECS) {
     const button = h("button.tab", { type: "button", role: "tab", "data-tab": spec.id, title: spec.hint, onclick: () => store.setUI({ tab: spec.id }) }, spec.title);
     tabButtons.set(spec.id, button);
@@ -226,8 +319,10 @@ async function boot(): Promise<void> {
     for (const [id, b] of tabButtons) b.setAttribute("aria-selected", String(id === ui.tab));
     for (const [id, p] of tabPanels) p.hidden = id !== ui.tab;
     if (ui.tab !== lastTab || themeChanged) {
+      const tabChanged = ui.tab !== lastTab;
       lastTab = ui.tab;
       for (const view of viewHosts.get(ui.tab) ?? []) safely(() => view.resize?.());
+      if (tabChanged) pushWatch();
     }
     if (themeChanged) {
       for (const cb of themeListeners) safely(() => cb(ui.theme));
@@ -245,13 +340,15 @@ async function boot(): Promise<void> {
   };
   let writtenHash = location.hash.replace(/^#/, "");
   let hashVersion = 0; // encoding is async: only the newest state may write the address bar
-  const writeHash = debounce(async () => {
+  /** The address: the state, and the shown run so a reload or a second tab reattaches to it. */
+  async function writeHashNow(): Promise<void> {
     const version = ++hashVersion;
-    const hash = await encodeState(store.state);
-    if (version !== hashVersion) return;
+    const hash = hashWithRun(await encodeState(store.state), tracker.snapshot.runId);
+    if (version !== hashVersion || hash === writtenHash) return;
     writtenHash = hash;
-    history.replaceState(null, "", `#${hash}`);
-  }, HASH_DELAY_MS);
+    history.replaceState(history.state, "", `#${hash}`);
+  }
+  const writeHash = debounce(() => void writeHashNow(), HASH_DELAY_MS);
   store.subscribe((_, changed) => {
     if (changed.has("ui")) applyUI();
     if (changed.has("experiment")) applyExperiment();
@@ -260,10 +357,31 @@ async function boot(): Promise<void> {
   window.addEventListener("hashchange", () => {
     const hash = location.hash.replace(/^#/, "");
     if (hash === writtenHash) return;
+    writtenHash = hash;
+    const run = runFromHash(hash);
+    if (run !== null && run !== tracker.snapshot.runId) attachRun(run);
     decodeState(hash)
       .then((state) => state && store.load(state))
       .catch((err: Error) => toasts.show(`the link is damaged: ${err.message}`, "error"));
   });
+
+  /** The Runs tab's "open": the run's network in the editor, its history and views in the tabs. */
+  async function openRun(runId: string): Promise<void> {
+    let info: RunInfo;
+    try {
+      info = await endpoints.run(runId);
+    } catch (err) {
+      toasts.show(`cannot open run ${runId}: ${(err as Error).message}`, "error");
+      return;
+    }
+    if (info.experiment && JSON.stringify(normalizeExperiment(info.experiment)) !== JSON.stringify(store.experiment)) {
+      store.setExperiment(info.experiment);
+      editor.select(null);
+    }
+    attachRun(runId);
+    store.setUI({ tab: "training" });
+    toasts.show(`opened run “${info.name ?? runId}” (Ctrl+Z brings back the network you had)`);
+  }
   applyUI();
   applyExperiment();
   if (!initial) writeHash();
@@ -309,8 +427,14 @@ async function boot(): Promise<void> {
     if (store.ui.side === "network" && editor.handleKey(e)) e.preventDefault();
   });
 
+  if (initialRun !== null) attachRun(initialRun);
   socket.connect();
-  window.addEventListener("beforeunload", () => socket.close());
+  // Closed when the page is hidden for good or put in the back/forward cache; a page restored
+  // from that cache (Back, then Forward) reconnects and resumes from the last seq it saw.
+  window.addEventListener("pagehide", () => socket.close());
+  window.addEventListener("pageshow", (e) => {
+    if (e.persisted && socket.status === "closed") socket.connect();
+  });
 
   // Test and console hooks: the e2e tests drive and inspect the page through these.
   (window as unknown as { __dlplay: unknown }).__dlplay = {
@@ -321,7 +445,14 @@ async function boot(): Promise<void> {
     seqLog: () => [...seqLog],
     /** messages of `type` received for the shown run */
     received: (type: string) => received.get(type) ?? 0,
+    /** the newest message of `type` received for the shown run */
+    last: (type: string) => lastOfType.get(type) ?? null,
     presetName: (id: string) => presets.find((p) => p.id === id)?.experiment.name ?? null,
+    /** the live views the open tab watches now (what `views` sends for a live run) */
+    watching: () => watchedNow(),
+    /** the frame clock's live views, or null on a server without one */
+    liveViews,
+    openRun: (id: string) => openRun(id),
     encodeState,
     decodeState,
     ready: true,

@@ -6,13 +6,18 @@
  * A `start` carries an `id`; the server echoes it as `request_id` on the new run's first
  * message (`status queued`) or on the error that refused it, which is how the page knows
  * which run is its own even when several tabs share a session.
+ *
+ * A page can also attach to a run it did not start (a reload, Back/Forward, a second tab,
+ * a run reopened from the Runs tab): `attach(runId)` makes that run the shown one before
+ * its replay arrives (state "attaching" until the replay's first status says where it is).
  */
 
 import type { FinalMsg, MetricsMsg, RunState, ServerMessage, SummaryMsg } from "./protocol";
 
 export interface RunSnapshot {
   runId: string | null;
-  state: RunState | "idle" | "starting";
+  /** "attaching": subscribed to a run's replay, its state not known yet */
+  state: RunState | "idle" | "starting" | "attaching";
   position: number | null;
   message: string | null;
   summary: SummaryMsg | null;
@@ -52,6 +57,20 @@ export class RunTracker {
     return this.pending;
   }
 
+  /** Show `runId` (its messages are "current" from now on); the caller subscribes to its replay. */
+  attach(runId: string): void {
+    this.pending = null;
+    this.snap = { ...EMPTY, runId, state: "attaching" };
+    for (const cb of this.listeners) cb(this.snap);
+  }
+
+  /** Forget the shown run (it could not be attached: `reason` says why). */
+  detach(reason: string | null = null): void {
+    this.pending = null;
+    this.snap = { ...EMPTY, error: reason };
+    for (const cb of this.listeners) cb(this.snap);
+  }
+
   /**
    * Whether `msg` belongs to the shown run: "new" when it is the first message of the run
    * our pending `start` created (the caller resets the views), "current", or "other" (ignore).
@@ -76,9 +95,11 @@ export class RunTracker {
       case "status":
         this.update({ state: msg.state, position: msg.position ?? null, message: msg.message ?? null });
         break;
-      case "metrics":
-        this.update({ metrics: msg, state: this.snap.state === "queued" || this.snap.state === "starting" ? "running" : this.snap.state });
+      case "metrics": {
+        const waiting = this.snap.state === "queued" || this.snap.state === "starting" || this.snap.state === "attaching";
+        this.update({ metrics: msg, state: waiting ? "running" : this.snap.state });
         break;
+      }
       case "final":
         this.update({
           final: msg,

@@ -8,6 +8,8 @@
  *   missed, then flushes commands queued while offline.
  * - Drops duplicates (seq <= last seen), so a replay that overlaps is harmless, and counts
  *   gaps (seq > last + 1) for diagnostics.
+ * - `attach(runId)` follows a run from its first message (`subscribe {run_id, after_seq: 0}`):
+ *   how a reloaded page, a second tab or a reopened run gets the run's whole history.
  */
 
 import type { ClientCommand, ServerMessage } from "./protocol";
@@ -17,6 +19,11 @@ export type SocketStatus = "connecting" | "open" | "reconnecting" | "closed";
 export interface SocketHandlers {
   message(msg: ServerMessage): void;
   status?(status: SocketStatus, detail: { attempt: number; retryInMs?: number }): void;
+  /**
+   * A connection opened and re-subscribed the followed run (queued commands flushed): the
+   * server knows nothing else about this page yet, e.g. which live views it watches.
+   */
+  opened?(): void;
 }
 
 const BACKOFF_FIRST_MS = 250; // first retry delay
@@ -68,6 +75,17 @@ export class Socket {
     return this.followed;
   }
 
+  /**
+   * Follow `runId` from its very first message: what was seen of it before is forgotten and
+   * the server replays its whole stream (now, or as soon as the socket is open).
+   */
+  attach(runId: string): void {
+    this.followed = runId;
+    this.gaps = 0;
+    this.lastSeq.delete(runId);
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ cmd: "subscribe", run_id: runId, after_seq: 0 }));
+  }
+
   lastSeqOf(runId: string): number {
     return this.lastSeq.get(runId) ?? 0;
   }
@@ -98,6 +116,7 @@ export class Socket {
       const queued = this.queue;
       this.queue = [];
       for (const cmd of queued) ws.send(JSON.stringify(cmd));
+      this.handlers.opened?.();
     };
     ws.onmessage = (event: MessageEvent) => {
       if (typeof event.data !== "string") return;

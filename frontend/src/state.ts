@@ -8,6 +8,11 @@
  *
  * decode(encode(state)) deep-equals state: nothing is added or dropped on the way.
  *
+ * The run the page shows rides along as `&run=<id>` after the state, so a reload,
+ * Back/Forward or a second tab reattaches to it (runFromHash / hashWithRun). A run
+ * belongs to the browser session that started it: a link with a run id works in the
+ * same browser; elsewhere the page says the run is not available and keeps the state.
+ *
  * The Store owns the state and its undo/redo history (snapshots of the document; UI
  * choices are not undoable). Everything else the page shows (registry, validation,
  * run status) is derived and lives with the component that fetched it.
@@ -108,6 +113,22 @@ export async function decodeState(hash: string): Promise<AppState | null> {
   const parsed = JSON.parse(new TextDecoder().decode(bytes)) as Partial<AppState>;
   if (!parsed || typeof parsed !== "object" || !parsed.experiment) throw new Error("the link holds no experiment");
   return { experiment: parsed.experiment, ui: { ...DEFAULT_UI, ...(parsed.ui ?? {}) } };
+}
+
+/** Run ids are the server's 16 hex digits; anything id-shaped up to 64 characters is accepted. */
+const RUN_PARAM = /(?:^#?|&)run=([A-Za-z0-9_-]{1,64})(?=&|$)/;
+
+/** The run id a hash names (`...&run=<id>`), or null. */
+export function runFromHash(hash: string): string | null {
+  return RUN_PARAM.exec(hash)?.[1] ?? null;
+}
+
+/** A state hash (from encodeState, without "#") with the shown run appended, or as it is when there is none. */
+export function hashWithRun(stateHash: string, runId: string | null): string {
+  const bare = stateHash.replace(/&run=[^&]*/g, "");
+  if (runId === null) return bare;
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(runId)) throw new Error(`not a run id: ${JSON.stringify(runId)}`);
+  return bare === "" ? `run=${runId}` : `${bare}&run=${runId}`;
 }
 
 // ---------------------------------------------------------------------------

@@ -8,12 +8,17 @@
  *       onMessage(msg: ServerMessage): void { ... }   // every message of the current run
  *       reset(): void { ... }                          // a new run starts: forget everything
  *       resize?(): void                                // optional: its panel became visible / changed size
+ *       watch?(): WatchedViews                         // optional: live views to stream while its tab is open
  *     }
  *
  * main.ts creates the views, routes every websocket message to each view's
- * onMessage, and calls reset() when a new run starts.
+ * onMessage, and calls reset() when a new run starts. The live views a view names in
+ * `watch()` (with their arguments: the example, layer, class it shows) are what the page
+ * asks the server's frame clock to stream while the view's tab is open; a view calls
+ * `ctx.watchChanged()` when those arguments change.
  */
 
+import type { WatchedViews } from "./live";
 import type { ClientCommand, ServerMessage } from "./protocol";
 
 export type Theme = "light" | "dark";
@@ -37,6 +42,8 @@ export interface ViewContext {
   api<T>(path: string, init?: RequestInit): Promise<T>;
   /** Subscribe to theme changes (dark / projector toggles) so a view can redraw; returns an unsubscribe. */
   onThemeChange(cb: (theme: Theme) => void): () => void;
+  /** What a view streams changed (its `watch()` answers differently): tell the server. */
+  watchChanged(): void;
 }
 
 /** The shape every live view follows (see the file comment). */
@@ -44,6 +51,8 @@ export interface View {
   onMessage(msg: ServerMessage): void;
   reset(): void;
   resize?(): void;
+  /** The live views (and their arguments) this view wants streamed while its tab is open. */
+  watch?(): WatchedViews;
 }
 
 export type ViewClass = new (root: HTMLElement, ctx: ViewContext) => View;

@@ -38,6 +38,8 @@ export interface TabSpec {
 /** What the views may ask of the shell. */
 export interface ShellHooks {
   showTab(tab: TabId): void;
+  /** show a stored or running run in the page again (the Runs tab's "open") */
+  openRun(runId: string): void;
 }
 
 export function tabSpecs(shell: ShellHooks): TabSpec[] {
@@ -106,8 +108,8 @@ export function tabSpecs(shell: ShellHooks): TabSpec[] {
     {
       id: "runs",
       title: "Runs",
-      hint: "compare this run with earlier ones",
-      views: [{ name: "RunsOverlay", wide: true, create: (r, c) => new RunsOverlay(r, c) }],
+      hint: "reopen a run, or compare it with earlier ones",
+      views: [{ name: "RunsOverlay", wide: true, create: (r, c) => new RunsOverlay(r, c, { onOpen: (id) => shell.openRun(id) }) }],
     },
   ];
 }

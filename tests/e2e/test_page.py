@@ -88,11 +88,12 @@ def test_preset_then_training_draws_the_curves(page):
     page.wait_for_function("() => window.__dlplay.received('hyperparams') > 0", timeout=10_000)
     page.wait_for_function("() => window.__dlplay.tracker.snapshot.metrics.lr === 0.05", timeout=20_000)
     shoot(page, "03_training_curves")
+    # the page streams what the open tab shows, and a stopped run frees its model: look before stopping
+    page.click(".tab[data-tab='2d']")
+    page.wait_for_selector("[data-view=Boundary2D] canvas")
     page.click("#stop")
     wait_state(page, "stopped")
     assert "stopped" in page.locator("#status").inner_text()
-    page.click(".tab[data-tab='2d']")
-    page.wait_for_selector("[data-view=Boundary2D] canvas")
     page.wait_for_timeout(500)
     shoot(page, "04_decision_boundary")
     page.click("#theme")
@@ -108,14 +109,15 @@ def test_preset_then_training_draws_the_curves(page):
 def test_small_cnn_filters_feature_maps_and_gradcam(page):
     open_app(page)
     load_preset(page, "lenet5_mnist")
-    edit(page, "doc.train.max_steps = 2000; doc.probes.heavy_every = 100;")
+    edit(page, "doc.train.max_steps = 2000;")
     page.click("#start")
     wait_step(page, 300, timeout=180_000)
     page.click("#pause")
     wait_state(page, "paused")
-    assert received(page, "filters") >= 1
 
+    # the page streams only what the open tab shows: opening Filters while paused draws them at once
     page.click(".tab[data-tab=filters]")
+    page.wait_for_function("() => window.__dlplay.received('filters') >= 1", timeout=30_000)
     page.wait_for_selector("[data-view=Filters] canvas")
     page.locator("[data-view=FeatureMaps] button", has_text="Show").click()
     page.wait_for_function("() => window.__dlplay.received('feature_maps') > 0", timeout=30_000)
@@ -281,8 +283,13 @@ def test_draw_a_digit_and_get_a_prediction(page):
     wait_step(page, 200, timeout=180_000)
     page.keyboard.press(" ")  # Space pauses (the Train button gave the focus back)
     wait_state(page, "paused")
+    # the page streams what the open tab shows: on Inside, the weights (drawn at once while paused) and the
+    # layer statistics, which a training step measures
+    shown = received(page, "weights")
+    page.click(".tab[data-tab=inside]")
+    page.wait_for_function("n => window.__dlplay.received('weights') > n", arg=shown, timeout=20_000)
     probed = received(page, "activations")
-    page.click("#step")  # one step while paused, with every light probe
+    page.click("#step")  # one step while paused, with a frame of every watched view
     page.wait_for_function("n => window.__dlplay.received('activations') > n", arg=probed, timeout=20_000)
     assert page.evaluate("() => window.__dlplay.tracker.snapshot.state") == "paused"
     page.click(".tab[data-tab=evaluation]")

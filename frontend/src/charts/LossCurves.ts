@@ -6,13 +6,18 @@
  * (TensorBoard's smoothing: the first points are not dragged towards zero). The
  * validation series is sparse (one point per evaluation) and drawn raw with markers.
  * The loss axis can be switched to log scale, where plateaus and late progress show.
+ * A point no line segment reaches (a one-point curve, a point between NaN gaps: a run that
+ * exploded early) is drawn as a dot, so such a run never shows an empty chart.
+ *
+ * The root carries `data-points` (metric points drawn) and `data-step` (the newest step
+ * drawn): a reattached page must show the run's whole curve, and the tests count it.
  */
 
 import type { FinalMsg, MetricsMsg, ServerMessage, StatusMsg } from "../protocol";
 import type { ViewContext } from "../viewContext";
 import { Redraw, cssNumber, el, emptyState, finite, fmt, fmtPct, onWidthChange, toNum, toggle, widthOf } from "../viz/dom";
 import { readPalette, withAlpha } from "../viz/theme";
-import { Legend, axis, baseOptions, uPlot, valueAt, yAxisSize } from "./uplotTheme";
+import { Legend, axis, baseOptions, loneMarkers, uPlot, valueAt, yAxisSize } from "./uplotTheme";
 
 export interface LossCurvesOptions {
   /** EMA weight 0..0.99 (default 0.6) */
@@ -286,8 +291,8 @@ export class LossCurves {
     lossOpts.series = [
       {},
       { label: "train (raw)", stroke: withAlpha(p.train, 0.28), width: 1, points: { show: false }, spanGaps: true },
-      { label: "train", stroke: p.train, width: 2, points: { show: false } },
-      { label: "validation", stroke: p.val, width: 2, spanGaps: true, points: { show: sparsePoints, size: 5, fill: p.val, stroke: p.val } },
+      { label: "train", stroke: p.train, width: 2, points: { show: false, filter: loneMarkers, size: 7, fill: p.train, stroke: p.train } },
+      { label: "validation", stroke: p.val, width: 2, spanGaps: true, points: { show: sparsePoints, filter: loneMarkers, size: 5, fill: p.val, stroke: p.val } },
     ];
     this.lossLegend = new Legend([
       { label: "train", color: p.train },
@@ -311,8 +316,8 @@ export class LossCurves {
     accOpts.series = [
       {},
       { label: "train (raw)", stroke: withAlpha(p.train, 0.28), width: 1, points: { show: false }, spanGaps: true },
-      { label: "train", stroke: p.train, width: 2, points: { show: false } },
-      { label: "validation", stroke: p.val, width: 2, spanGaps: true, points: { show: sparsePoints, size: 5, fill: p.val, stroke: p.val } },
+      { label: "train", stroke: p.train, width: 2, points: { show: false, filter: loneMarkers, size: 7, fill: p.train, stroke: p.train } },
+      { label: "validation", stroke: p.val, width: 2, spanGaps: true, points: { show: sparsePoints, filter: loneMarkers, size: 5, fill: p.val, stroke: p.val } },
     ];
     this.accLegend = new Legend([
       { label: "train", color: p.train },
@@ -323,7 +328,7 @@ export class LossCurves {
 
     const lrOpts = baseOptions(widthOf(this.lrBox), hs, this.syncKey, p.fontPx);
     lrOpts.axes = [axis(p, { size: Math.round(p.fontPx * 1.9) }), axis(p, { size: ySize, ticks: { show: false } })];
-    lrOpts.series = [{}, { label: "lr", stroke: p.lr, width: 1.5, points: { show: false }, fill: withAlpha(p.lr, 0.08) }];
+    lrOpts.series = [{}, { label: "lr", stroke: p.lr, width: 1.5, points: { show: false, filter: loneMarkers, size: 6, fill: p.lr, stroke: p.lr }, fill: withAlpha(p.lr, 0.08) }];
     lrOpts.scales = { x: { time: false }, y: { range: (_u, lo, hi) => [Math.min(0, lo ?? 0), (hi ?? 1) * 1.08 || 1] } };
     this.lrLegend = new Legend([{ label: "learning rate", color: p.lr }]);
     lrOpts.hooks = { setCursor: [(u) => this.updateLegend(u, "lr")] };
@@ -389,7 +394,11 @@ export class LossCurves {
     this.empty.hidden = has;
     this.body.hidden = !has;
     this.drawStats();
-    if (!has) return;
+    if (!has) {
+      this.root.dataset.points = "0";
+      delete this.root.dataset.step;
+      return;
+    }
     if (widthOf(this.lossBox) <= 0) return; // hidden tab: build when shown
     const hasAcc = this.trainAcc.some((v) => v !== null);
     if (hasAcc !== this.hasAcc) {
@@ -403,6 +412,8 @@ export class LossCurves {
     c.loss.setData(this.lossData());
     c.acc.setData([this.step, this.trainAcc, this.sAcc, this.valAcc]);
     c.lr.setData([this.step, this.lr]);
+    this.root.dataset.points = String(this.step.length);
+    this.root.dataset.step = String(this.step[this.step.length - 1]);
     if (c.loss.cursor.idx == null) {
       this.updateLegend(c.loss, "loss");
       this.updateLegend(c.acc, "acc");

@@ -3,7 +3,9 @@
  * GET /api/runs/compare?ids=a,b,...) and the table of configuration differences.
  *
  * The run picker lists GET /api/runs; `compare(ids)` may also be called by the
- * shell (e.g. from a "compare with previous run" button). Responses are read
+ * shell (e.g. from a "compare with previous run" button). One run is enough to
+ * compare, and every run has an "open" button that shows it in the whole page
+ * again (its curves, views and network: `options.onOpen`). Responses are read
  * tolerantly: metrics as a list of points or as columns, the diff as `diff` or
  * `config_diff`, runs as a list or an object keyed by id.
  */
@@ -21,6 +23,8 @@ export interface RunsOverlayOptions {
   ids?: string[];
   /** metric shown first (default "val_acc") */
   metric?: CompareMetric;
+  /** show this run in the page again (reattach to it); without it runs have no "open" button */
+  onOpen?: (runId: string) => void;
 }
 
 /** One run of a comparison, normalized. */
@@ -109,6 +113,7 @@ export class RunsOverlay {
   private chartKey = "";
   private error: string | null = null;
   private loading = false;
+  private readonly onOpen: ((runId: string) => void) | undefined;
 
   private readonly picker = el("div", { class: "viz-run-picker" });
   private readonly empty: HTMLElement;
@@ -123,6 +128,7 @@ export class RunsOverlay {
 
   constructor(private readonly root: HTMLElement, private readonly ctx: ViewContext, opts: RunsOverlayOptions = {}) {
     this.metric = opts.metric ?? "val_acc";
+    this.onOpen = opts.onOpen;
     this.redraw = new Redraw(ctx, () => this.draw());
     const metricSel = select(METRICS, this.metric, (v) => {
       this.metric = v as CompareMetric;
@@ -148,7 +154,10 @@ export class RunsOverlay {
       chartCard,
       this.diffCard,
     ]);
-    this.empty = emptyState("Pick two or more runs to compare", "Their curves are overlaid and the settings that differ are listed.");
+    this.empty = emptyState(
+      "Tick runs and press Compare, or open one",
+      "Compared runs are overlaid in one chart with the settings that differ; “open” shows a run in the whole page again: its curves, views and network.",
+    );
     root.classList.add("viz-view", "viz-runs");
     root.replaceChildren(
       el("div", { class: "viz-toolbar" }, [
@@ -172,8 +181,8 @@ export class RunsOverlay {
   }
 
   onMessage(msg: ServerMessage): void {
-    // a run that ends becomes comparable
-    if (msg.type === "final") void this.refreshRuns();
+    // a run that ends becomes comparable; a new one appears in the list
+    if (msg.type === "final" || msg.type === "summary") void this.refreshRuns();
   }
 
   reset(): void {
@@ -236,12 +245,22 @@ export class RunsOverlay {
         const name = String(r.name ?? r.id);
         // same-named runs ("untitled") are told apart by their id
         const label = (nameCount.get(name) ?? 0) > 1 ? `${name} · ${r.id.slice(0, 6)}` : name;
-        return el("label", { class: "viz-run-chip", title: `${r.id}${state !== "" ? ` · ${state}` : ""}` }, [
+        const shown = this.ctx.runId() === r.id;
+        const chip = el("label", { class: "viz-run-chip", title: `${r.id}${state !== "" ? ` · ${state}` : ""}` }, [
           input,
           idx !== undefined ? el("i", { class: "viz-swatch box", style: { "--c": seriesColor(idx, p.theme) } }) : null,
           label,
-          state === "failed" ? el("span", { class: "viz-bad", text: " ✕" }) : state === "running" ? el("span", { class: "viz-good", text: " ●" }) : null,
+          state === "failed" ? el("span", { class: "viz-bad", text: " ✕" }) : state === "running" || state === "paused" ? el("span", { class: "viz-good", text: " ●" }) : null,
         ]);
+        const open = this.onOpen;
+        if (open === undefined) return chip;
+        const openBtn = button(shown ? "shown" : "open", () => open(r.id), {
+          class: "viz-run-open",
+          title: shown ? "this run is the one the page shows" : "show this run in the page: its curves, live views and network",
+          attrs: { "data-run": r.id },
+        });
+        openBtn.disabled = shown;
+        return el("span", { class: `viz-run-item${shown ? " shown" : ""}` }, [chip, openBtn]);
       }),
     );
   }

@@ -6,6 +6,7 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { decadeLabel } from "../viz/plot";
+import { lonePointIndices } from "./lonePoints";
 import { fmt, fmtTick } from "../viz/dom";
 import { font, type Palette } from "../viz/theme";
 
@@ -43,6 +44,18 @@ export function axis(p: Palette, opts: Partial<uPlot.Axis> & { log?: boolean } =
     a.values = (_u, splits) => splits.map((v) => (v == null ? "" : fmtTick(v)));
   }
   return a;
+}
+
+/**
+ * A series' `points.filter` that marks only its lone points (see lonePoints.ts): a one-point
+ * curve or a point between two NaN gaps, which the line alone would not show at all.
+ */
+export function loneMarkers(u: uPlot, seriesIdx: number, show: boolean): number[] | null {
+  if (show) return null; // every point is drawn anyway
+  const col = u.data[seriesIdx];
+  if (col === undefined) return null;
+  const idx = lonePointIndices(col, u.series[seriesIdx]?.spanGaps === true);
+  return idx.length > 0 ? idx : null;
 }
 
 /** Width of the y axis gutter for this palette's font size. */

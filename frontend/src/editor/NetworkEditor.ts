@@ -385,7 +385,7 @@ export class NetworkEditor {
 /** FastAPI's 422 detail ([{loc: ["body", "network", "layers", 2, "conv2d", "out_channels"], msg}]) -> per-layer errors. */
 function schemaErrors(detail: unknown, layers: LayerSpec[]): ValidationError[] {
   const list = (detail as { detail?: unknown })?.detail;
-  if (!Array.isArray(list)) return [{ layer: null, problem: String((detail as { detail?: unknown })?.detail ?? detail), fix: "", message: String(detail) }];
+  if (!Array.isArray(list)) return [{ layer: null, problem: String((detail as { detail?: unknown })?.detail ?? detail), fix: "", message: String(detail), path: null }];
   return list.map((d: { loc?: (string | number)[]; msg?: string }) => {
     const loc = d.loc ?? [];
     const at = loc.indexOf("layers");
@@ -393,6 +393,6 @@ function schemaErrors(detail: unknown, layers: LayerSpec[]): ValidationError[] {
     const layer = typeof index === "number" ? (layers[index]?.name ?? null) : null;
     const field = loc.slice(at >= 0 ? at + 3 : 1).join(".");
     const message = `${field ? `${field}: ` : ""}${d.msg ?? "invalid"}`;
-    return { layer, problem: message, fix: "", message: layer ? message : `${loc.slice(1).join(".")}: ${d.msg ?? ""}` };
+    return { layer, problem: message, fix: "", message: layer ? message : `${loc.slice(1).join(".")}: ${d.msg ?? ""}`, path: loc.slice(1).join(".") || null };
   });
 }

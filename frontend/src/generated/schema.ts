@@ -5,7 +5,7 @@
  */
 
 /**
- * Everything about one run: data, network, training, probes.
+ * Everything about one run: data, network, training, probes (and, for a lesson preset, its guided steps).
  */
 export interface Experiment {
   version?: 1;
@@ -15,6 +15,10 @@ export interface Experiment {
   network: NetworkSpec;
   train?: TrainConfig;
   probes?: ProbeConfig;
+  /**
+   * the guided lesson this document teaches (issue 11); null: none
+   */
+  lesson?: LessonSpec | null;
 }
 /**
  * This interface was referenced by `Experiment`'s JSON-Schema
@@ -833,7 +837,7 @@ export interface TrainConfig {
    */
   batch_size?: number | "full";
   /**
-   * training length in passes over the training set
+   * training length in passes over the training set; null with no max_steps: train until stopped
    */
   epochs?: number | null;
   /**
@@ -878,6 +882,10 @@ export interface TrainConfig {
    */
   device?: "auto" | "cpu" | "cuda";
   seed?: number;
+  /**
+   * start from saved weights (issue 12); null: fresh init
+   */
+  init_from?: InitFromSpec | null;
 }
 /**
  * Plain (mini-batch) gradient descent.
@@ -1068,21 +1076,53 @@ export interface EarlyStoppingSpec {
   min_delta?: number;
 }
 /**
+ * Start from saved weights instead of a fresh initialization: a finished run's, or an uploaded file's.
+ *
+ * The file is a safetensors file dlplay exported (or any state dict under the
+ * document's layer names); the server finds it from ``run_id`` or ``upload_id``.
+ * Loaded layers replace their initialization after it (LSUV included); the others keep it.
+ *
+ * This interface was referenced by `Experiment`'s JSON-Schema
+ * via the `definition` "InitFromSpec".
+ */
+export interface InitFromSpec {
+  /**
+   * a finished run of this session
+   */
+  run_id?: string | null;
+  /**
+   * a .safetensors file uploaded with POST /api/weights
+   */
+  upload_id?: string | null;
+  /**
+   * load only these layers (e.g. the convolutions, for transfer learning); default: all
+   */
+  layers?: string[] | null;
+  /**
+   * every loaded layer must find all its tensors, shapes equal; false skips those that do not
+   */
+  strict?: boolean;
+}
+/**
+ * What is measured while training, and how often (the frame clock in server/live).
+ *
  * This interface was referenced by `Experiment`'s JSON-Schema
  * via the `definition` "ProbeConfig".
  */
 export interface ProbeConfig {
   enabled?: boolean;
   /**
-   * steps between light probes (activation/gradient/weight statistics)
+   * target frames per second of wall time per live view, overriding its default (boundary 20, layer_stats 5, weights/filters/feature maps/attention 1; GET /api/views)
    */
-  every?: number;
+  rates?: {
+    /**
+     * This interface was referenced by `undefined`'s JSON-Schema definition
+     * via the `patternProperty` "^[a-z][a-z0-9_]{0,63}$".
+     */
+    [k: string]: number | undefined;
+  };
   /**
-   * steps between heavy probes (filters, boundary, confusion)
-   */
-  heavy_every?: number;
-  /**
-   * max share of wall time spent in probes
+   * max share of wall time spent computing live views
    */
   budget?: number;
   histogram_bins?: number;
@@ -1090,4 +1130,112 @@ export interface ProbeConfig {
    * grid cells per side of 2D boundary maps
    */
   boundary_resolution?: number;
+  /**
+   * doctor hint codes this experiment provokes on purpose (e.g. a lesson on bad init), never shown
+   */
+  doctor_ignore?: string[];
+}
+/**
+ * The guided lesson a preset teaches: a few steps, each with a button that makes its changes.
+ *
+ * This interface was referenced by `Experiment`'s JSON-Schema
+ * via the `definition` "LessonSpec".
+ */
+export interface LessonSpec {
+  /**
+   * the lesson's number in the curriculum (shared/CURRICULUM.md)
+   */
+  number: number;
+  title: string;
+  /**
+   * 1 to 20 items
+   */
+  steps: LessonStep[];
+}
+/**
+ * One step of a guided lesson: what to do and notice, and what its button does (in this order).
+ *
+ * This interface was referenced by `Experiment`'s JSON-Schema
+ * via the `definition` "LessonStep".
+ */
+export interface LessonStep {
+  /**
+   * what to do and what to notice, for the class
+   */
+  text: string;
+  /**
+   * edits of the document, in order; empty when the step only says what to do
+   */
+  apply?: LessonChange[];
+  /**
+   * transfer learning: set train.init_from to the run this lesson trained last, loading these layers
+   */
+  load_from_last_run?: string[] | null;
+  /**
+   * start these runs side by side instead of one
+   */
+  compare?: LessonCompare | null;
+  /**
+   * ask the current run for this on-demand view
+   */
+  probe?: LessonProbe | null;
+}
+/**
+ * One edit a step's button makes: the field at ``path`` (it must exist) gets ``value``.
+ *
+ * This interface was referenced by `Experiment`'s JSON-Schema
+ * via the `definition` "LessonChange".
+ */
+export interface LessonChange {
+  /**
+   * an existing field, e.g. "train.optimizer" or "network.layers.0.weight_init"
+   */
+  path: string;
+  /**
+   * its new value as JSON; an object replaces the whole field (kind included)
+   */
+  value: {
+    [k: string]: unknown | undefined;
+  };
+}
+/**
+ * Runs started side by side, one per value of ``path``, curves overlaid.
+ *
+ * They share the document's seed, so they start from the same weights and see the same batches:
+ * only the compared field differs (the optimizer race on real data, batch sizes, schedules).
+ *
+ * This interface was referenced by `Experiment`'s JSON-Schema
+ * via the `definition` "LessonCompare".
+ */
+export interface LessonCompare {
+  /**
+   * the field that differs between the runs
+   */
+  path: string;
+  /**
+   * one value per run (2 to 8 items)
+   */
+  values: unknown[];
+  /**
+   * each run's legend label, one per value
+   */
+  labels: string[];
+}
+/**
+ * An on-demand view the step asks for (the websocket ``probe`` command), with its arguments.
+ *
+ * This interface was referenced by `Experiment`'s JSON-Schema
+ * via the `definition` "LessonProbe".
+ */
+export interface LessonProbe {
+  /**
+   * an on-demand view of server/live, e.g. fgsm or optimizer_race
+   */
+  view: string;
+  /**
+   * the view's arguments
+   */
+  args?: {
+    [k: string]: boolean | number | string | undefined;
+  };
 }

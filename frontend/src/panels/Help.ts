@@ -26,7 +26,12 @@ export class Help {
         h("p.muted", null,
           "Network editor: drag a layer kind from the palette onto the graph (or click it to add after the selected layer). ",
           "Drag from a node's bottom port onto a later layer to add a skip connection; click a connection and press Delete to remove it. ",
-          "Each node shows its output shape, parameter count and receptive field, checked by the server as you edit; errors appear in red on the layer.")),
+          "Each node shows its output shape, parameter count and receptive field, checked by the server as you edit; errors appear in red on the layer."),
+        h("p.muted", null,
+          "While a run trains, the open tab's views redraw by themselves; each says which step it shows and how many frames a second it gets. ",
+          "The speed menu next to Stop slows training to 100, 10 or 1 steps a second; while paused, Step does exactly one. ",
+          "\u201cTrain for: until stopped\u201d runs until you press Stop. The address names the run: reload, go Back or open it in another tab ",
+          "of this browser and the page follows it again; the Runs tab reopens any earlier run. A\u207a is projector mode.")),
     );
   }
 

@@ -10,6 +10,8 @@ export class SchedulePlot {
   private steps: number[] = [];
   private stepsPerEpoch = 1;
   private marker: number | null = null;
+  /** said before the caption's figures, e.g. that only the first epochs of an endless run are shown */
+  private note: string | null = null;
 
   constructor() {
     this.canvas = h("canvas.lr-plot", { "aria-label": "learning rate schedule" });
@@ -18,11 +20,12 @@ export class SchedulePlot {
     new ResizeObserver(() => this.draw()).observe(this.el);
   }
 
-  /** `points` are [step, lr] pairs (possibly thinned: steps need not be consecutive). */
-  set(points: [number, number][], stepsPerEpoch: number): void {
+  /** `points` are [step, lr] pairs (possibly thinned: steps need not be consecutive); `note` prefixes the caption. */
+  set(points: [number, number][], stepsPerEpoch: number, note: string | null = null): void {
     this.steps = points.map((p) => p[0]);
     this.values = points.map((p) => p[1]);
     this.stepsPerEpoch = Math.max(1, stepsPerEpoch);
+    this.note = note;
     this.draw();
   }
 
@@ -87,6 +90,7 @@ export class SchedulePlot {
       g.fillStyle = muted;
       g.fillRect(Math.round(xs(this.marker)), 1, 1.5, height - 2);
     }
-    this.caption.textContent = `LR ${num(v[0] ?? 0)} → ${num(v[v.length - 1] ?? 0)}, peak ${num(hi)} · ${last.toLocaleString()} steps (${num(epochs)} epochs)`;
+    const figures = `LR ${num(v[0] ?? 0)} → ${num(v[v.length - 1] ?? 0)}, peak ${num(hi)} · ${last.toLocaleString()} steps (${num(epochs)} epochs)`;
+    this.caption.textContent = this.note !== null ? `${this.note} · ${figures}` : figures;
   }
 }

@@ -1,7 +1,8 @@
 /**
  * The training panel: optimizer and its parameters, the learning rate (log slider + box;
  * live while a run is going: a `set` command), the schedule with a plot of its LR curve,
- * batch size, length, regularization, dropout, seed and device. Every form is generated
+ * how long to train (until stopped, epochs or steps), batch size, regularization,
+ * dropout, seed and device, and the live views' frame rates. Every form is generated
  * from the registry's schemas; fields the page does not place explicitly fall into
  * "Advanced" by themselves, so a new TrainConfig field appears without code here.
  */
@@ -11,9 +12,11 @@ import { debounce, h, num } from "../dom";
 import { fieldControl, objectForm, type Control, type ObjectForm } from "../forms/fields";
 import { describe, resolve, type JsonSchema } from "../forms/schema";
 import type { Experiment, TrainConfig } from "../generated/schema";
+import type { LiveViewInfo } from "../live";
 import type { Health } from "../protocol";
 import { findKind, type KindEntry, type Registry } from "../registry";
 import type { Store } from "../state";
+import { RunLengthControl, applyLength, lengthOf } from "./RunLength";
 import { SchedulePlot } from "./SchedulePlot";
 
 /** Live-tunable values (the `set` command). */
@@ -28,11 +31,25 @@ export interface TrainingPanelHooks {
   /** true while a run is going: edits of live values are sent to it */
   running(): boolean;
   sendLive(patch: LivePatch): void;
-  /** steps per epoch and in the whole run, as the server computed them (POST /api/validate), when known */
-  runShape(): { stepsPerEpoch: number; totalSteps: number } | null;
+  /**
+   * Steps per epoch and in the whole run, as the server computed them (POST /api/validate),
+   * when known; totalSteps is null for a run that trains until stopped.
+   */
+  runShape(): { stepsPerEpoch: number; totalSteps: number | null } | null;
 }
 
-const PRIMARY = ["batch_size", "epochs", "l2", "l1", "loss", "seed", "device"]; // placed in the main groups
+const PRIMARY = ["batch_size", "l2", "l1", "loss", "seed", "device"]; // placed in the main groups, after "train for"
+const DEFAULT_EPOCHS = 10; // TrainConfig.epochs' default when the schema does not say
+const UNBOUNDED_PREVIEW_EPOCHS = 10; // LR preview horizon of a run that trains until stopped
+const MAX_RATE_HZ = 60; // ProbeConfig.rates' bound (server/schemas.py)
+/** Labels of the ProbeConfig fields ("probes" are the live views since the frame clock). */
+const PROBE_LABELS: Record<string, string> = {
+  enabled: "live views on",
+  budget: "time budget",
+  histogram_bins: "histogram bins",
+  boundary_resolution: "2D map cells",
+  doctor_ignore: "doctor ignores",
+};
 const LR_SLIDER = { lo: -5, hi: 1 }; // log10 range of the slider; the box accepts the schema's full range
 const PREVIEW_DELAY_MS = 250;
 
@@ -58,6 +75,12 @@ export class TrainingPanel {
   private mainHost: HTMLElement;
   private advancedHost: HTMLElement;
   private probeForm: ObjectForm | null = null;
+  private length: RunLengthControl | null = null;
+  private defaultEpochs = DEFAULT_EPOCHS;
+  /** the frame clock's live views (GET /api/views), for the frame-rate rows */
+  private liveViews: LiveViewInfo[] = [];
+  private ratesHost: HTMLElement;
+  private rateInputs = new Map<string, HTMLInputElement>();
   private deviceInfo: HTMLElement;
   private plot = new SchedulePlot();
   private lastPreviewKey = "";
@@ -100,6 +123,7 @@ export class TrainingPanel {
       h("span.control", null, this.dropoutSlider, this.dropoutValue));
     this.mainHost = h("div");
     this.advancedHost = h("div");
+    this.ratesHost = h("div.rates");
     this.deviceInfo = h("span.muted.small");
     this.el = h("div.training-panel.panel-scroll",
       h("div.section-head", null, h("span.section-title", null, "Optimizer")),
@@ -113,10 +137,10 @@ export class TrainingPanel {
       h("div.field", null, h("label.field-label", null, "schedule"), h("span.control", null, this.schedSelect)),
       this.schedHost,
       this.plot.el,
-      h("div.section-head", null, h("span.section-title", null, "Batch, length & regularization")),
+      h("div.section-head", null, h("span.section-title", null, "Length, batch & regularization")),
       this.mainHost,
       this.dropoutRow,
-      h("details.group", null, h("summary", null, "Advanced: clipping, early stopping, EMA, logging, probes"), this.advancedHost),
+      h("details.group", null, h("summary", null, "Advanced: clipping, early stopping, EMA, logging, live views"), this.advancedHost),
       h("div.device-line", null, this.deviceInfo));
     store.subscribe((_, changed) => {
       if (changed.has("experiment")) this.sync();
@@ -136,6 +160,9 @@ export class TrainingPanel {
     const defs = (schema.$defs ?? {}) as Record<string, JsonSchema>;
     const props = schema.properties ?? {};
     this.controls.clear();
+    const epochsDefault = props.epochs?.default;
+    this.defaultEpochs = typeof epochsDefault === "number" ? epochsDefault : DEFAULT_EPOCHS;
+    this.length = new RunLengthControl((length) => this.store.edit((doc) => applyLength((doc.train ??= {}), length), { coalesce: "train:length" }), this.defaultEpochs);
     const make = (key: string): HTMLElement | null => {
       const s = props[key];
       if (!s) return null;
@@ -143,11 +170,11 @@ export class TrainingPanel {
       this.controls.set(key, control);
       return control.el;
     };
-    this.mainHost.replaceChildren(...PRIMARY.map(make).filter((e): e is HTMLElement => e !== null));
+    this.mainHost.replaceChildren(this.length.el, ...PRIMARY.map(make).filter((e): e is HTMLElement => e !== null));
     // warmup lives with the schedule
     const warm = make("warmup_steps");
     if (warm) this.schedHost.after(warm);
-    const placed = new Set([...PRIMARY, "optimizer", "schedule", "warmup_steps", "freeze"]);
+    const placed = new Set([...PRIMARY, "epochs", "max_steps", "optimizer", "schedule", "warmup_steps", "freeze"]);
     const advanced = Object.keys(props).filter((k) => !placed.has(k)).map(make).filter((e): e is HTMLElement => e !== null);
     const probeSchema = (registry.experiment_schema.$defs as Record<string, JsonSchema> | undefined)?.ProbeConfig;
     const probeHost: HTMLElement[] = [];
@@ -158,11 +185,60 @@ export class TrainingPanel {
           if (value === undefined) delete probes[key];
           else probes[key] = value;
           doc.probes = probes as Experiment["probes"];
-        }, { coalesce: `probes:${key}` }), { labels: { enabled: "probes on", every: "light every", heavy_every: "heavy every" } });
-      probeHost.push(h("div.subhead", null, "Probes (what is measured while training)"), this.probeForm.el);
+        }, { coalesce: `probes:${key}` }), { labels: PROBE_LABELS, skip: ["rates"] });
+      probeHost.push(h("div.subhead", null, "Live views (what is measured while training)"), this.probeForm.el, this.ratesHost);
     }
     this.advancedHost.replaceChildren(...advanced, ...probeHost);
+    this.buildRates();
     this.sync();
+  }
+
+  /** The frame clock's live views (GET /api/views): one frame-rate box each under "Live views". */
+  setLiveViews(views: LiveViewInfo[]): void {
+    this.liveViews = views;
+    this.buildRates();
+    this.sync();
+  }
+
+  /** Frame-rate boxes: empty = the view's default rate (the placeholder), else frames per second. */
+  private buildRates(): void {
+    this.rateInputs.clear();
+    if (this.liveViews.length === 0) {
+      this.ratesHost.replaceChildren();
+      return;
+    }
+    // views a button computes (no rate) have nothing to set here
+    const rows = this.liveViews.filter((v) => v.default_hz !== null).map((v) => {
+      const input = h("input.num", {
+        type: "number", min: 0, max: MAX_RATE_HZ, step: "any", name: `rate_${v.name}`,
+        placeholder: String(v.default_hz), "aria-label": `${v.name} frames per second`,
+      });
+      const error = h("div.field-error");
+      input.addEventListener("input", () => {
+        const text = input.value.trim();
+        const value = Number(text);
+        const bad = text !== "" && !(Number.isFinite(value) && value > 0 && value <= MAX_RATE_HZ);
+        error.textContent = bad ? `a rate in (0, ${MAX_RATE_HZ}] frames per second, or empty for ${v.default_hz ?? "the default"}` : "";
+        row.classList.toggle("invalid", bad);
+        if (bad) return;
+        this.store.edit((doc) => {
+          const probes: Record<string, unknown> = { ...(doc.probes ?? {}) };
+          const rates: Record<string, number> = { ...((probes.rates as Record<string, number> | undefined) ?? {}) };
+          if (text === "") delete rates[v.name];
+          else rates[v.name] = value;
+          if (Object.keys(rates).length > 0) probes.rates = rates;
+          else delete probes.rates;
+          doc.probes = probes as Experiment["probes"];
+        }, { coalesce: `probes:rates:${v.name}` });
+      });
+      this.rateInputs.set(v.name, input);
+      const row = h("div.field", { "data-field": `rate_${v.name}` },
+        h("label.field-label", { title: `${v.description ? `${v.description} · ` : ""}messages: ${v.messages.join(", ")} · default ${v.default_hz} frames/s` }, v.name.replace(/_/g, " ")),
+        h("span.control", null, input, h("span.range", null, "frames/s")),
+        error);
+      return row;
+    });
+    this.ratesHost.replaceChildren(h("div.subhead", null, "Frame rates (empty = default)"), ...rows);
   }
 
   private train(): TrainConfig {
@@ -270,7 +346,11 @@ export class TrainingPanel {
     this.schedSelect.value = schedKind;
     this.schedForm?.sync((train.schedule ?? {}) as Record<string, unknown>);
     for (const [key, control] of this.controls) control.sync((train as Record<string, unknown>)[key]);
-    this.probeForm?.sync((this.store.experiment.probes ?? {}) as Record<string, unknown>);
+    this.length?.sync(lengthOf(train, this.defaultEpochs));
+    const probes = (this.store.experiment.probes ?? {}) as Record<string, unknown>;
+    this.probeForm?.sync(probes);
+    const rates = (probes.rates ?? {}) as Record<string, number>;
+    for (const [name, input] of this.rateInputs) if (document.activeElement !== input) input.value = rates[name] !== undefined ? String(rates[name]) : "";
     const dropouts = this.store.experiment.network.layers.filter((l) => l.kind === "dropout");
     this.dropoutRow.hidden = dropouts.length === 0;
     if (dropouts.length && document.activeElement !== this.dropoutSlider) {
@@ -301,10 +381,12 @@ export class TrainingPanel {
     const shape = this.hooks.runShape();
     if (!shape) return this.plot.error("the LR curve appears once the experiment validates");
     const key = this.lastPreviewKey;
+    // a run without an end: preview its first epochs (a schedule that needs the length is the server's to refuse)
+    const horizon = shape.totalSteps ?? UNBOUNDED_PREVIEW_EPOCHS * shape.stepsPerEpoch;
     try {
-      const points = await endpoints.schedulePreview(train, shape.stepsPerEpoch, shape.totalSteps);
+      const points = await endpoints.schedulePreview(train, shape.stepsPerEpoch, horizon);
       if (key !== this.lastPreviewKey) return;
-      this.plot.set(points, shape.stepsPerEpoch);
+      this.plot.set(points, shape.stepsPerEpoch, shape.totalSteps === null ? `trains until stopped; preview of its first ${UNBOUNDED_PREVIEW_EPOCHS} epochs` : null);
     } catch (err) {
       if (key === this.lastPreviewKey) this.plot.error(`no LR preview: ${(err as Error).message}`);
     }

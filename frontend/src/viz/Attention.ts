@@ -4,14 +4,20 @@
  *
  * Pickers: an example index, a target class ("predicted" by default, from
  * ctx.classes()) and a Grad-CAM layer (the summary's conv2d layers, last by
- * default). The buttons send `probe` commands `saliency`, `gradcam`, `attention`.
+ * default). While the tab is open the server streams Grad-CAM (networks with conv
+ * layers), saliency and the attention masks (networks with squeeze-excite or spatial
+ * attention layers) for the picked example, class and layer, about once a second;
+ * the buttons ask for one at once (`probe` commands `saliency`, `gradcam`, `attention`).
+ * The cards keep a fixed order so a stream does not shuffle them.
  */
 
+import { rateOf, type WatchedViews } from "../live";
 import type { AttentionMsg, GradcamMsg, Image, ProbeKind, SaliencyMsg, ServerMessage, SummaryMsg } from "../protocol";
 import type { ViewContext } from "../viewContext";
 import { colormap, legendCanvas } from "./colormap";
 import { Redraw, button, cssNumber, el, emptyState, fitCanvas, fmtPct, onWidthChange, select, setOptions } from "./dom";
 import { ExamplePicker } from "./ExamplePicker";
+import { FrameInfo } from "./frameInfo";
 import { colorizeGrey, decodeAll, overlayCanvas, pixelCanvas, type Decoded } from "./image";
 import { clipText } from "./plot";
 import { font, readPalette, type Palette } from "./theme";
@@ -27,6 +33,8 @@ interface Result<M> {
 }
 
 const ATTENTION_KINDS = new Set(["squeeze_excite", "spatial_attention"]);
+/** Card order, fixed: Grad-CAM (the usual question) first. */
+const CARD_ORDER = ["gradcam", "saliency", "attention"] as const;
 
 export class Attention {
   private readonly redraw: Redraw;
@@ -34,8 +42,10 @@ export class Attention {
   private saliency: Result<SaliencyMsg> | null = null;
   private gradcam: Result<GradcamMsg> | null = null;
   private attention: Result<AttentionMsg> | null = null;
-  /** newest result first */
+  /** the kinds that have a result to show */
   private order: ("saliency" | "gradcam" | "attention")[] = [];
+  /** newest step drawn and its stream rate */
+  private newest: { step: number; rate: number | null } | null = null;
   private opacity: number;
   private lastProbe: ProbeKind = "gradcam";
   private pending: ProbeKind | null = null;
@@ -47,13 +57,18 @@ export class Attention {
   private readonly status = el("span", { class: "viz-note" });
   private readonly empty: HTMLElement;
   private readonly results = el("div", { class: "viz-attn-results" });
+  private readonly frame: FrameInfo;
 
   constructor(private readonly root: HTMLElement, private readonly ctx: ViewContext, opts: AttentionOptions = {}) {
     this.opacity = opts.opacity ?? 0.65;
     this.redraw = new Redraw(ctx, () => this.draw());
-    this.picker = new ExamplePicker("example #", () => this.probe(this.lastProbe), null);
-    this.classSel = select([["", "predicted class"]], "", () => undefined, "class whose evidence is shown");
-    this.layerSel = select([], "", () => undefined, "convolutional layer for Grad-CAM (the last one is the usual choice)");
+    this.frame = new FrameInfo(root);
+    this.picker = new ExamplePicker("example #", () => {
+      this.probe(this.lastProbe);
+      ctx.watchChanged();
+    }, null);
+    this.classSel = select([["", "predicted class"]], "", () => ctx.watchChanged(), "class whose evidence is shown");
+    this.layerSel = select([], "", () => ctx.watchChanged(), "convolutional layer for Grad-CAM (the last one is the usual choice)");
     this.attnBtn = button("Attention masks", () => this.probe("attention"), { title: "masks of squeeze-excite / spatial attention layers" });
     this.attnBtn.hidden = true;
     const opacity = el("input", { class: "viz-range", attrs: { type: "range", min: "0", max: "1", step: "0.05" }, title: "heat map opacity" });
@@ -73,6 +88,7 @@ export class Attention {
       this.attnBtn,
       this.status,
       el("span", { class: "viz-spacer" }),
+      this.frame.el,
       el("label", { class: "viz-control" }, ["opacity", opacity]),
       el("span", { class: "viz-scale" }, ["low", legendCanvas(colormap("inferno"), 64, 9), "high"]),
     ]);
@@ -91,6 +107,8 @@ export class Attention {
         this.summary = msg;
         this.picker.setMax(msg.dataset.n_val);
         this.refreshPickers();
+        // which live views apply depends on the layers the summary lists
+        this.ctx.watchChanged();
         break;
       case "saliency":
         this.take("saliency", msg, [msg.input, msg.map], (r) => (this.saliency = r));
@@ -111,8 +129,24 @@ export class Attention {
     this.saliency = this.gradcam = this.attention = null;
     this.order = [];
     this.pending = null;
+    this.newest = null;
+    this.frame.clear();
     this.refreshPickers();
     this.redraw.request();
+  }
+
+  /**
+   * Streamed while the tab is open, for the picked example / class / layer: Grad-CAM when the
+   * network has conv layers, saliency always, the masks when it has attention layers.
+   */
+  watch(): WatchedViews {
+    const index = this.picker.index();
+    const target = this.classSel.value !== "" ? parseInt(this.classSel.value, 10) : undefined;
+    const layers = this.summary?.network.layers ?? [];
+    const views: WatchedViews = { saliency: { index, target } };
+    if (layers.some((l) => l.kind === "conv2d")) views.gradcam = { index, target, layer: this.layerSel.value !== "" ? this.layerSel.value : undefined };
+    if (layers.some((l) => ATTENTION_KINDS.has(l.kind))) views.attention = { index };
+    return views;
   }
 
   resize(): void {
@@ -126,10 +160,11 @@ export class Attention {
     store: (r: Result<M>) => void,
   ): void {
     if (this.pending === kind) this.pending = null;
-    this.picker.set(msg.index);
+    const rate = rateOf(msg);
     void decodeAll(imgs).then((d) => {
       store({ msg, imgs: d });
-      this.order = [kind, ...this.order.filter((k) => k !== kind)];
+      if (!this.order.includes(kind)) this.order = CARD_ORDER.filter((k) => k === kind || this.order.includes(k));
+      if (this.newest === null || msg.step >= this.newest.step) this.newest = { step: msg.step, rate: rate ?? this.newest?.rate ?? null };
       this.redraw.request();
     });
   }
@@ -179,6 +214,7 @@ export class Attention {
     this.empty.hidden = has;
     this.results.hidden = !has;
     if (!has) return;
+    if (this.newest !== null) this.frame.drawn(this.newest.step, this.newest.rate);
     const p = readPalette(this.root, this.ctx.theme());
     const tile = cssNumber(this.root, "--viz-tile", 9 * p.fontPx);
     const cards: HTMLElement[] = [];

@@ -4,18 +4,30 @@
  * points on top, and small multiples of every hidden neuron's response. Hovering
  * a neuron shows its map large in place of the output (as the Playground does).
  *
+ * It animates like the Playground: the server's frame clock streams a `boundary`
+ * frame about 20 times a second while this view is open, and every frame redraws the
+ * regions, the contour and the neuron maps. The regions (one or two small PNGs) and the
+ * neuron maps (one PNG per unit) are decoded in two pipelines, each always on the newest
+ * frame (a burst that outruns a decoder skips the frames in between), so the boundary
+ * keeps its pace however many neurons there are; everything is painted once per
+ * animation frame, and the neuron tiles in place, so hovering one keeps working.
+ *
  * Image orientation: row 0 of `probs` and of each neuron map is the top of the
  * plot (y = extent[3]), column 0 is x = extent[0]. With more than two classes the
  * regions come from the `predicted` image (grey level = class index), coloured with
  * the class palette (theme.ts CLASS_COLORS) that the points use too.
  */
 
+import type { WatchedViews } from "../live";
+import { rateOf } from "../live";
 import type { BoundaryMsg, Image, ServerMessage, SummaryMsg } from "../protocol";
 import type { ViewContext } from "../viewContext";
 import { colormap, cssToRgb, legendCanvas, type Lut } from "./colormap";
 import { contourSegments } from "./contour";
 import { Redraw, Tooltip, button, cssNumber, el, emptyState, fitCanvas, fmt, onWidthChange, toggle, widthOf } from "./dom";
-import { blankCanvas, colorizeGrey, ctx2d, decodeAll, decodeImage, drawPixelated, greyValues, pixelCanvas, type Decoded } from "./image";
+import { FrameInfo } from "./frameInfo";
+import { blankCanvas, colorizeGrey, ctx2d, decodeAll, drawPixelated, greyValues, type Decoded } from "./image";
+import { Latest } from "./latest";
 import { CLASS_COLORS, classColor, font, readPalette, type Palette } from "./theme";
 import { linScale } from "./plot";
 
@@ -27,7 +39,15 @@ export interface Boundary2DOptions {
 interface Neuron {
   layer: string;
   unit: number;
-  img: Decoded | null;
+  /** the unit's map coloured (orange < 0 < blue), at the grid's resolution; null when it failed to decode */
+  colored: HTMLCanvasElement | null;
+}
+
+/** A neuron's small-multiple tile, kept across frames and repainted in place. */
+interface NeuronTile {
+  key: string;
+  canvas: HTMLCanvasElement;
+  figure: HTMLElement;
 }
 
 export class Boundary2D {
@@ -39,6 +59,14 @@ export class Boundary2D {
   private classIdx: Float32Array | null = null;
   private classImg: HTMLCanvasElement | null = null;
   private neurons: Neuron[] = [];
+  /** tiles by "layer#unit", in the order of the last frame; rebuilt only when the set of neurons changes */
+  private tiles = new Map<string, NeuronTile>();
+  private tilesKey = "";
+  /** the regions' and the neurons' decoders, each on the newest frame */
+  private readonly regionFrames: Latest<BoundaryMsg>;
+  private readonly neuronFrames: Latest<BoundaryMsg>;
+  /** the neuron tiles need repainting (new maps, new size, focus) */
+  private neuronsDirty = false;
   private summary: SummaryMsg | null = null;
   private showPoints: boolean;
   private discrete = false;
@@ -52,12 +80,16 @@ export class Boundary2D {
   private readonly mainTitle = el("div", { class: "viz-caption" });
   private readonly neuronBox = el("div", { class: "viz-neurons" });
   private readonly stats = el("div", { class: "viz-stats" });
+  private readonly frame: FrameInfo;
   private readonly legend = el("div", { class: "viz-legend" });
   private readonly tip: Tooltip;
 
   constructor(private readonly root: HTMLElement, private readonly ctx: ViewContext, opts: Boundary2DOptions = {}) {
     this.showPoints = opts.points ?? true;
     this.redraw = new Redraw(ctx, () => this.draw());
+    this.regionFrames = new Latest((msg, current) => this.decodeRegions(msg, current));
+    this.neuronFrames = new Latest((msg, current) => this.decodeNeurons(msg, current));
+    this.frame = new FrameInfo(root);
     const pts = toggle("points", this.showPoints, (on) => {
       this.showPoints = on;
       this.redraw.request();
@@ -69,10 +101,10 @@ export class Boundary2D {
     const refresh = button("↻ now", () => {
       const run = ctx.runId();
       if (run !== null) ctx.send({ cmd: "probe", run_id: run, probe: "boundary" });
-    }, { title: "recompute the regions now" });
+    }, { title: "recompute the regions now (they also refresh by themselves while training)" });
     const main = el("figure", { class: "viz-boundary-main" }, [el("div", { class: "viz-boundary-wrap" }, [this.canvas]), this.mainTitle]);
     this.body = el("div", { class: "viz-boundary-body" }, [
-      el("div", { class: "viz-toolbar" }, [this.stats, el("span", { class: "viz-spacer" }), this.legend, pts.label, disc.label, refresh]),
+      el("div", { class: "viz-toolbar" }, [this.frame.el, this.stats, el("span", { class: "viz-spacer" }), this.legend, pts.label, disc.label, refresh]),
       el("div", { class: "viz-boundary-row" }, [main, this.neuronBox]),
     ]);
     this.tip = new Tooltip(main);
@@ -93,19 +125,47 @@ export class Boundary2D {
       return;
     }
     if (msg.type !== "boundary") return;
-    const predicted = (msg as BoundaryMsg & { predicted?: Image | null }).predicted ?? null;
-    void Promise.all([decodeImage(msg.probs), decodeAll([predicted, ...msg.neurons.map((n) => n.map)])]).then(([probs, [pred, ...imgs]]) => {
-      this.msg = msg;
-      this.probs = probs;
-      this.probValues = probs.c === 1 ? greyValues(probs) : null;
-      this.classIdx = pred != null ? greyValues(pred).map((v) => Math.round(v * 255)) : null;
-      this.classImg = pred != null && this.classIdx !== null ? this.classCanvas(pred.w, pred.h, this.classIdx) : null;
-      const prevFocus = this.focus;
-      this.neurons = msg.neurons.map((n, i) => ({ layer: n.layer, unit: n.unit, img: imgs[i] ?? null }));
-      this.focus = prevFocus !== null ? this.neurons.find((n) => n.layer === prevFocus.layer && n.unit === prevFocus.unit) ?? null : null;
-      this.buildNeurons();
-      this.redraw.request();
+    this.regionFrames.push(msg);
+    this.neuronFrames.push(msg);
+  }
+
+  /** The live view this view streams: the regions and neuron maps, at the frame clock's rate. */
+  watch(): WatchedViews {
+    return { boundary: {} };
+  }
+
+  /**
+   * A frame's regions: P(class 1) for two classes (the heat map, the contour, which points
+   * are wrong), else the predicted class per cell. Only the image the plot needs is decoded.
+   */
+  private async decodeRegions(msg: BoundaryMsg, current: () => boolean): Promise<void> {
+    const probsImage = (msg as { probs?: Image | null }).probs ?? null;
+    const predicted = (msg as { predicted?: Image | null }).predicted ?? null;
+    const binary = probsImage !== null && this.classes().length <= 2;
+    const [probs, pred] = await decodeAll([probsImage, binary ? null : predicted]);
+    if (!current()) return;
+    if ((probs ?? null) === null && (pred ?? null) === null) throw new Error("a boundary frame without regions");
+    this.msg = msg;
+    this.probs = probs ?? null;
+    this.probValues = probs != null && probs.c === 1 ? greyValues(probs) : null;
+    this.classIdx = pred != null ? greyValues(pred).map((v) => Math.round(v * 255)) : null;
+    this.classImg = pred != null && this.classIdx !== null ? this.classCanvas(pred.w, pred.h, this.classIdx) : null;
+    this.redraw.request();
+  }
+
+  /** A frame's neuron maps, decoded and coloured once (the tiles and the hover enlargement reuse them). */
+  private async decodeNeurons(msg: BoundaryMsg, current: () => boolean): Promise<void> {
+    const imgs = await decodeAll(msg.neurons.map((n) => n.map));
+    if (!current()) return;
+    const lut = colormap("diverging");
+    const prevFocus = this.focus;
+    this.neurons = msg.neurons.map((n, i) => {
+      const img = imgs[i] ?? null;
+      return { layer: n.layer, unit: n.unit, colored: img === null ? null : img.c === 1 ? colorizeGrey(img, lut) : img.canvas };
     });
+    this.focus = prevFocus !== null ? this.neurons.find((n) => n.layer === prevFocus.layer && n.unit === prevFocus.unit) ?? null : null;
+    this.neuronsDirty = true;
+    this.redraw.request();
   }
 
   reset(): void {
@@ -117,7 +177,12 @@ export class Boundary2D {
     this.neurons = [];
     this.focus = null;
     this.summary = null;
+    this.regionFrames.reset();
+    this.neuronFrames.reset();
+    this.tiles.clear();
+    this.tilesKey = "";
     this.neuronBox.replaceChildren();
+    this.frame.clear();
     this.redraw.request();
   }
 
@@ -144,7 +209,7 @@ export class Boundary2D {
 
   /** Multi-class maps (more than two classes and a `predicted` image). */
   private multiclass(): boolean {
-    return this.classImg !== null && (this.classes().length > 2 || this.probs?.c !== 1);
+    return this.classImg !== null && (this.probs === null || this.probs.c !== 1 || this.classes().length > 2);
   }
 
   private classes(): string[] {
@@ -165,48 +230,79 @@ export class Boundary2D {
     return lut;
   }
 
-  private buildNeurons(): void {
-    const p = readPalette(this.root, this.ctx.theme());
-    const size = cssNumber(this.root, "--viz-neuron", 4.2 * p.fontPx);
-    const groups = new Map<string, Neuron[]>();
+  /**
+   * The neuron small multiples: one tile per hidden unit, grouped by layer. The tiles are
+   * built once per network (when the set of layer/unit pairs changes) and repainted in
+   * place on every frame, so 20 frames a second cost no DOM churn and hover survives.
+   */
+  private drawNeurons(p: Palette): void {
+    const key = this.neurons.map((n) => `${n.layer}#${n.unit}`).join(",");
+    const size = Math.round(cssNumber(this.root, "--viz-neuron", 4.2 * p.fontPx));
+    const first = this.tiles.values().next().value;
+    if (!this.neuronsDirty && key === this.tilesKey && first !== undefined && first.canvas.style.width === `${size}px`) return;
+    this.neuronsDirty = false;
+    if (key !== this.tilesKey) {
+      this.tilesKey = key;
+      this.tiles.clear();
+      const groups = new Map<string, Neuron[]>();
+      for (const n of this.neurons) {
+        const g = groups.get(n.layer) ?? [];
+        g.push(n);
+        groups.set(n.layer, g);
+      }
+      const sections: HTMLElement[] = [];
+      for (const [layer, ns] of groups) {
+        const figures = ns.map((n) => {
+          const canvas = el("canvas", { class: "viz-pix" });
+          const figure = el("figure", { class: "viz-neuron", title: `${layer} · unit ${n.unit}: hover to enlarge` }, [canvas, el("figcaption", { text: String(n.unit) })]);
+          const tileKey = `${n.layer}#${n.unit}`;
+          figure.addEventListener("mouseenter", () => {
+            this.focus = this.neurons.find((m) => `${m.layer}#${m.unit}` === tileKey) ?? null;
+            this.neuronsDirty = true;
+            this.redraw.request();
+          });
+          figure.addEventListener("mouseleave", () => {
+            this.focus = null;
+            this.neuronsDirty = true;
+            this.redraw.request();
+          });
+          this.tiles.set(tileKey, { key: tileKey, canvas, figure });
+          return figure;
+        });
+        sections.push(el("section", { class: "viz-neuron-layer" }, [el("div", { class: "viz-fm-head" }, [el("b", { text: layer }), el("span", { class: "viz-note", text: `${ns.length} neurons` })]), el("div", { class: "viz-neuron-grid" }, figures)]));
+      }
+      this.neuronBox.replaceChildren(...sections);
+      this.neuronBox.hidden = sections.length === 0;
+    }
     for (const n of this.neurons) {
-      const g = groups.get(n.layer) ?? [];
-      g.push(n);
-      groups.set(n.layer, g);
+      const tile = this.tiles.get(`${n.layer}#${n.unit}`);
+      if (tile === undefined) continue;
+      const g = fitCanvas(tile.canvas, size, size);
+      tile.figure.classList.toggle("focus", this.focus !== null && this.focus.layer === n.layer && this.focus.unit === n.unit);
+      if (n.colored === null) {
+        g.fillStyle = p.grid;
+        g.fillRect(0, 0, size, size);
+        continue;
+      }
+      drawPixelated(g, n.colored, 0, 0, size, size, true);
     }
-    const lut = colormap("diverging");
-    const sections: HTMLElement[] = [];
-    for (const [layer, ns] of groups) {
-      const tiles = ns.map((n) => {
-        const c = n.img !== null ? pixelCanvas(n.img.c === 1 ? colorizeGrey(n.img, lut) : n.img.canvas, size, size) : el("div", { class: "viz-neuron-missing" });
-        const t = el("figure", { class: "viz-neuron", title: `${layer} · unit ${n.unit}: hover to enlarge` }, [c, el("figcaption", { text: String(n.unit) })]);
-        t.addEventListener("mouseenter", () => {
-          this.focus = n;
-          this.redraw.request();
-        });
-        t.addEventListener("mouseleave", () => {
-          this.focus = null;
-          this.redraw.request();
-        });
-        return t;
-      });
-      sections.push(el("section", { class: "viz-neuron-layer" }, [el("div", { class: "viz-fm-head" }, [el("b", { text: layer }), el("span", { class: "viz-note", text: `${ns.length} neurons` })]), el("div", { class: "viz-neuron-grid" }, tiles)]));
-    }
-    this.neuronBox.replaceChildren(...sections);
-    this.neuronBox.hidden = sections.length === 0;
   }
 
   private draw(): void {
     const m = this.msg;
     this.empty.hidden = m !== null;
     this.body.hidden = m === null;
-    if (m === null || this.probs === null) return;
+    const probs = this.probs;
+    if (m === null || (probs === null && this.classImg === null)) return;
     const p = readPalette(this.root, this.ctx.theme());
     const classes = this.classes();
-    this.stats.replaceChildren(
-      el("span", { class: "viz-stat" }, [el("span", { class: "viz-stat-k", text: "step" }), el("b", { text: m.step.toLocaleString() })]),
-      el("span", { class: "viz-stat" }, [el("span", { class: "viz-stat-k", text: "points" }), el("b", { text: String(m.points.length) })]),
-    );
+    this.frame.drawn(m.step, rateOf(m));
+    const shownPoints = String(m.points.length);
+    if (this.stats.dataset.points !== shownPoints) {
+      this.stats.dataset.points = shownPoints;
+      this.stats.replaceChildren(el("span", { class: "viz-stat" }, [el("span", { class: "viz-stat-k", text: "points" }), el("b", { text: shownPoints })]));
+    }
+    this.drawNeurons(p);
     const binary = !this.multiclass();
     const lkey = `${binary}|${classes.join(",")}|${this.discrete}`;
     if (this.legend.dataset.key !== lkey) {
@@ -230,11 +326,12 @@ export class Boundary2D {
     this.plot = { x0, y0, size };
 
     const focus = this.focus;
-    if (focus !== null && focus.img !== null) {
-      drawPixelated(g, focus.img.c === 1 ? colorizeGrey(focus.img, colormap("diverging")) : focus.img.canvas, x0, y0, size, size, true);
+    if (focus !== null && focus.colored !== null) {
+      drawPixelated(g, focus.colored, x0, y0, size, size, true);
       this.mainTitle.textContent = `neuron ${focus.layer} #${focus.unit} (orange < 0 < blue)`;
     } else {
-      const img = binary ? colorizeGrey(this.probs, this.lut()) : this.classImg ?? this.probs.canvas;
+      const img = binary && probs !== null ? colorizeGrey(probs, this.lut()) : this.classImg ?? probs?.canvas;
+      if (img === undefined) return;
       // smooth: a 64x64 grid reads as a continuous field, as in the Playground
       drawPixelated(g, img, x0, y0, size, size, !this.discrete);
       // lighten (or darken) the regions so the points stand out; class colours are strong, so more
@@ -242,7 +339,7 @@ export class Boundary2D {
       g.fillStyle = p.theme === "dark" ? `rgba(0,0,0,${veil})` : `rgba(255,255,255,${veil})`;
       g.fillRect(x0, y0, size, size);
       this.mainTitle.textContent = binary ? `P(${classes[1] ?? "class 1"}) · line: P = 0.5` : "predicted class";
-      if (binary && this.probValues !== null) this.drawContour(g, p, this.probValues, this.probs.w, this.probs.h, x0, y0, size);
+      if (binary && probs !== null && this.probValues !== null) this.drawContour(g, p, this.probValues, probs.w, probs.h, x0, y0, size);
     }
 
     // axes
@@ -313,7 +410,8 @@ export class Boundary2D {
   private valueAt(x: number, y: number, field: Float32Array | null = this.probValues): number | null {
     const m = this.msg;
     const v = field;
-    const img = this.probs;
+    // both maps share the grid: `resolution` cells a side
+    const img = m === null ? null : { w: m.resolution, h: m.resolution };
     if (m === null || v === null || img === null) return null;
     const [ex0, ex1, ey0, ey1] = m.extent;
     const i = Math.floor(((x - ex0) / (ex1 - ex0)) * img.w);

@@ -7,7 +7,7 @@
 
 import type { HintMsg, ServerMessage } from "../protocol";
 import type { ViewContext } from "../viewContext";
-import { Redraw, button, el, emptyState, fmt, shortParam } from "./dom";
+import { Redraw, button, el, emptyState, fmt, fmtPct, shortParam, toNum } from "./dom";
 
 export interface DoctorNotesOptions {
   /** called with a hint's `chart` (e.g. "loss", "activations") when "show evidence" is clicked */
@@ -32,7 +32,8 @@ export class DoctorNotes {
   private readonly max: number;
   private readonly onShowChart: ((chart: string) => void) | undefined;
   private readonly header = el("div", { class: "viz-toolbar" });
-  private running = false;
+  /** the shown run has started training (a status past queued, or metrics): silence means "healthy" */
+  private trained = false;
 
   constructor(root: HTMLElement, ctx: ViewContext, opts: DoctorNotesOptions = {}) {
     this.onShowChart = opts.onShowChart;
@@ -46,9 +47,13 @@ export class DoctorNotes {
 
   onMessage(msg: ServerMessage): void {
     if (msg.type === "status") {
-      this.running = msg.state === "running";
+      if (msg.state !== "queued" && msg.state !== "starting") this.trained = true;
       this.redraw.request();
       return;
+    }
+    if (msg.type === "metrics" && !this.trained) {
+      this.trained = true;
+      this.redraw.request();
     }
     if (msg.type !== "hint") return;
     const prev = this.notes.get(msg.code);
@@ -65,7 +70,7 @@ export class DoctorNotes {
   reset(): void {
     this.notes.clear();
     this.dismissed.clear();
-    this.running = false;
+    this.trained = false;
     this.redraw.request();
   }
 
@@ -99,7 +104,7 @@ export class DoctorNotes {
         : []),
     );
     this.header.hidden = visible.length === 0 && hidden === 0;
-    this.empty.querySelector(".viz-empty-title")!.textContent = this.running || this.notes.size > 0 ? "No problems spotted" : "Start training: the doctor will comment here";
+    this.empty.querySelector(".viz-empty-title")!.textContent = this.trained || this.notes.size > 0 ? "No problems spotted" : "Start training: the doctor will comment here";
     this.list.replaceChildren(...visible.map((n) => this.noteEl(n)));
   }
 
@@ -107,12 +112,12 @@ export class DoctorNotes {
     const h = n.hint;
     const sev = h.severity in ICON ? h.severity : "info";
     const actions: (HTMLElement | null)[] = [];
-    if (h.chart !== null && h.chart !== "" && this.onShowChart !== undefined) {
+    if (h.chart !== null && this.onShowChart !== undefined) {
       const chart = h.chart;
       const cb = this.onShowChart;
       actions.push(el("a", { class: "viz-link", text: "show evidence →", attrs: { href: "#", role: "button" }, on: { click: (e: MouseEvent) => { e.preventDefault(); cb(chart); } } }));
     }
-    const ev = this.evidence(h.evidence);
+    const ev = this.evidence(h.evidence, h.code);
     return el("article", { class: `viz-note-card sev-${sev}`, attrs: { role: "status" } }, [
       el("span", { class: "viz-sev-icon", text: ICON[sev] ?? "i", attrs: { "aria-label": sev } }),
       el("div", { class: "viz-note-main" }, [
@@ -131,18 +136,70 @@ export class DoctorNotes {
   }
 
   /** Evidence as compact "key value" chips (objects), a line (strings) or nothing. */
-  private evidence(ev: unknown): HTMLElement | null {
+  private evidence(ev: unknown, code: string): HTMLElement | null {
     if (ev === null || ev === undefined || ev === "") return null;
     if (typeof ev === "string" || typeof ev === "number") return el("div", { class: "viz-note-evidence", text: String(ev) });
-    if (Array.isArray(ev)) return el("div", { class: "viz-note-evidence", text: ev.map((v) => (typeof v === "number" ? fmt(v) : JSON.stringify(v))).join(", ") });
+    if (Array.isArray(ev)) return el("div", { class: "viz-note-evidence", text: ev.map((v) => fmtEvidence(v)).join(", ") });
     if (typeof ev === "object") {
-      const chips = Object.entries(ev as Record<string, unknown>).slice(0, 8).map(([k, v]) =>
-        el("span", { class: "viz-chip" }, [el("span", { text: k.replace(/_/g, " ") }), el("b", { text: v === null || v === undefined ? "–" : typeof v === "number" ? fmt(v) : typeof v === "string" && v.startsWith("blocks.") ? shortParam(v) : Array.isArray(v) ? `[${v.slice(0, 4).map((x) => (typeof x === "number" ? fmt(x) : String(x))).join(", ")}${v.length > 4 ? ", …" : ""}]` : String(v) })]),
-      );
-      return el("div", { class: "viz-note-evidence" }, chips);
+      const chips = evidenceChips(ev as Record<string, unknown>, code).map(([k, v]) =>
+        el("span", { class: "viz-chip" }, [el("span", { text: k }), el("b", { text: v })]));
+      return chips.length > 0 ? el("div", { class: "viz-note-evidence" }, chips) : null;
     }
     return null;
   }
+}
+
+/** Series whose values are shares of units (shown as percentages). */
+const FRACTION_SERIES = new Set(["dead_fraction", "saturated_fraction"]);
+/** Evidence keys that are shares whatever the series. */
+const FRACTION_KEYS = new Set(["progress", "plateau_change"]);
+const MAX_CHIPS = 8;
+
+/**
+ * What a hint's `value` measures when it is not simply its series' value (server/probes/doctor.py):
+ * lr_too_low measures the loss's relative change, an overfitting hint on `val_acc` the train/val gap.
+ */
+function valueMeaning(code: string, series: string | null): { label: string; fraction: boolean } {
+  if (code === "lr_too_low") return { label: "loss change", fraction: true };
+  if (code === "initial_loss") return { label: "initial loss", fraction: false };
+  if (code === "overfitting" && series === "val_acc") return { label: "accuracy gap", fraction: true };
+  if (series !== null) return { label: humanize(series), fraction: FRACTION_SERIES.has(series) };
+  return { label: "value", fraction: false };
+}
+
+/**
+ * The doctor's evidence (always `series`, the chart measured, and `value`, the measurement,
+ * plus context such as `threshold`, `step`, `lr`, `layer`) as [label, text] chips. The value
+ * comes first, labelled with what it measures ("train loss 2.3e5", not "series train_loss"
+ * + "value"); values that were not measured (null) are left out rather than shown as "–";
+ * the wire's "nan"/"inf" strings read as NaN/∞; shares read as percentages.
+ */
+export function evidenceChips(ev: Record<string, unknown>, code = ""): [string, string][] {
+  const series = typeof ev.series === "string" ? ev.series : null;
+  const meaning = valueMeaning(code, series);
+  const chips: [string, string][] = [];
+  const put = (label: string, raw: unknown, fraction: boolean): void => {
+    chips.push([label, fraction && toNum(raw) !== null ? fmtPct(raw as number | string) : fmtEvidence(raw)]);
+  };
+  if (ev.value !== null && ev.value !== undefined) put(meaning.label, ev.value, meaning.fraction);
+  for (const [key, raw] of Object.entries(ev)) {
+    if (key === "series" || key === "value" || raw === null || raw === undefined) continue;
+    put(humanize(key), raw, FRACTION_KEYS.has(key) || (key === "threshold" && meaning.fraction));
+  }
+  return chips.slice(0, MAX_CHIPS);
+}
+
+function humanize(key: string): string {
+  return key.replace(/_/g, " ");
+}
+
+/** One evidence value as text: numbers (also "nan"/"inf" from the wire), parameter names, short lists. */
+function fmtEvidence(v: unknown): string {
+  if (toNum(v) !== null) return fmt(v as number | string);
+  if (typeof v === "string") return v.startsWith("blocks.") ? shortParam(v) : v.replace(/_/g, " ");
+  if (typeof v === "boolean") return v ? "yes" : "no";
+  if (Array.isArray(v)) return `[${v.slice(0, 4).map((x) => fmtEvidence(x)).join(", ")}${v.length > 4 ? ", …" : ""}]`;
+  return JSON.stringify(v);
 }
 
 function fmtTime(t: number): string {

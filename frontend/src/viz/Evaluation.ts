@@ -6,12 +6,17 @@
  * are shown when the page has seen them: in the gallery or a probe reply); clicking
  * a thumbnail or a gallery example sends a `gradcam` probe for it, and the Grad-CAM
  * overlay replaces the thumbnail when the reply arrives.
+ *
+ * While the tab is open the page watches the `evaluation` live view: the server sends
+ * both messages at each of the run's evaluations.
  */
 
+import { AUTO_PROBE_ID, rateOf, type WatchedViews } from "../live";
 import type { ConfusionMsg, GradcamMsg, Image, MisclassifiedMsg, ServerMessage } from "../protocol";
 import type { ViewContext } from "../viewContext";
 import { sequential } from "./colormap";
 import { Redraw, Tooltip, button, cssNumber, el, emptyState, fitCanvas, fmtPct, onWidthChange, toggle, widthOf } from "./dom";
+import { FrameInfo } from "./frameInfo";
 import { decodeImage, overlayCanvas, pixelCanvas, type Decoded } from "./image";
 import { clipText } from "./plot";
 import { font, readPalette, withAlpha, type Palette } from "./theme";
@@ -52,6 +57,7 @@ export class Evaluation {
   private readonly empty: HTMLElement;
   private readonly body: HTMLElement;
   private readonly stats = el("div", { class: "viz-stats" });
+  private readonly frame: FrameInfo;
   private readonly matrixCanvas = el("canvas", { class: "viz-matrix" });
   private readonly accCanvas = el("canvas", { class: "viz-canvas" });
   private readonly matrixTip: Tooltip;
@@ -69,6 +75,7 @@ export class Evaluation {
     this.normalize = opts.normalize ?? false;
     this.maxThumbs = opts.maxThumbs ?? 60;
     this.redraw = new Redraw(ctx, () => this.draw());
+    this.frame = new FrameInfo(root);
     const norm = toggle("row %", this.normalize, (on) => {
       this.normalize = on;
       this.redraw.request();
@@ -98,7 +105,7 @@ export class Evaluation {
       this.gallery,
     ]);
     this.body = el("div", { class: "viz-loss-body" }, [
-      el("div", { class: "viz-toolbar" }, [this.stats, el("span", { class: "viz-spacer" }), norm.label, refresh]),
+      el("div", { class: "viz-toolbar" }, [this.stats, el("span", { class: "viz-spacer" }), this.frame.el, norm.label, refresh]),
       el("div", { class: "viz-eval-top" }, [this.matrixCard, this.accCard]),
       this.cellCard,
       this.galleryCard,
@@ -172,7 +179,13 @@ export class Evaluation {
     this.pending.clear();
     this.selected = null;
     this.galleryDirty = true;
+    this.frame.clear();
     this.redraw.request();
+  }
+
+  /** The confusion matrix and misclassified examples, sent at each evaluation while the tab is open. */
+  watch(): WatchedViews {
+    return { evaluation: {} };
   }
 
   resize(): void {
@@ -182,8 +195,9 @@ export class Evaluation {
     const run = this.ctx.runId();
     if (this.confusion === null && run !== null && this.askedFor !== run) {
       this.askedFor = run;
-      this.ctx.send({ cmd: "probe", run_id: run, probe: "confusion" });
-      this.ctx.send({ cmd: "probe", run_id: run, probe: "misclassified" });
+      // asked by the page itself: a run whose model is gone fails quietly (AUTO_PROBE_ID)
+      this.ctx.send({ cmd: "probe", run_id: run, probe: "confusion", id: AUTO_PROBE_ID });
+      this.ctx.send({ cmd: "probe", run_id: run, probe: "misclassified", id: AUTO_PROBE_ID });
     }
   }
 
@@ -235,10 +249,10 @@ export class Evaluation {
         ? [
           el("span", { class: "viz-stat" }, [el("span", { class: "viz-stat-k", text: "validation accuracy" }), el("b", { class: "viz-big", text: fmtPct(cm.accuracy) })]),
           el("span", { class: "viz-stat" }, [el("span", { class: "viz-stat-k", text: "examples" }), el("b", { text: cm.matrix.flat().reduce((a, b) => a + b, 0).toLocaleString() })]),
-          el("span", { class: "viz-stat" }, [el("span", { class: "viz-stat-k", text: "step" }), el("b", { text: cm.step.toLocaleString() })]),
         ]
         : []),
     );
+    if (cm !== null) this.frame.drawn(cm.step, rateOf(cm));
     this.matrixCard.hidden = cm === null;
     this.accCard.hidden = cm === null;
     if (cm !== null) {
@@ -350,7 +364,7 @@ export class Evaluation {
     const valueW = p.fontPx * 3.2;
     const bw = Math.max(10, w - labelW - valueW);
     const accs = cm.per_class_accuracy;
-    const sorted = [...accs].filter((a) => Number.isFinite(a)).sort((a, b) => a - b);
+    const sorted = accs.filter((a): a is number => a !== null && Number.isFinite(a)).sort((a, b) => a - b);
     const worst = sorted[Math.min(sorted.length - 1, Math.max(0, Math.floor(n / 5) - 1))] ?? 0;
     const showText = rowH >= p.fontPx * 0.85;
     for (let k = 0; k < n; k++) {

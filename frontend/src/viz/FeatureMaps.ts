@@ -1,15 +1,19 @@
 /**
  * What each layer computes for one example (`feature_maps`): the input, then per
  * layer a grid of its channels (conv layers) or a heat row of its units (linear
- * layers). An example picker (index + random) sends
+ * layers). While the tab is open the server streams the chosen example's maps (about
+ * one frame a second, the `feature_maps {index}` live view); picking an example
+ * (index + random) changes what is streamed and asks for it at once with
  * `{cmd: "probe", probe: "feature_maps", index}`.
  */
 
+import { rateOf, type WatchedViews } from "../live";
 import type { FeatureMapsMsg, ServerMessage, SummaryMsg } from "../protocol";
 import type { ViewContext } from "../viewContext";
 import { colormap, legendCanvas, lutColor, type ColormapName } from "./colormap";
 import { Redraw, cssNumber, el, emptyState, fitCanvas, fmt, onWidthChange, select, widthOf } from "./dom";
 import { ExamplePicker } from "./ExamplePicker";
+import { FrameInfo } from "./frameInfo";
 import { colorizeGrey, decodeAll, drawTiles, fitScale, pixelCanvas, tilesSize, type Decoded, type TileGrid } from "./image";
 import { readPalette } from "./theme";
 
@@ -25,22 +29,26 @@ export class FeatureMaps {
   private summary: SummaryMsg | null = null;
   private cmap: ColormapName;
   private pending = false;
+  /** the validation example streamed */
+  private index = 0;
 
   private readonly picker: ExamplePicker;
   private readonly empty: HTMLElement;
   private readonly content = el("div", { class: "viz-fm" });
   private readonly status = el("span", { class: "viz-note" });
+  private readonly frame: FrameInfo;
 
   constructor(private readonly root: HTMLElement, private readonly ctx: ViewContext, opts: FeatureMapsOptions = {}) {
     this.cmap = opts.colormap ?? "viridis";
     this.redraw = new Redraw(ctx, () => this.draw());
+    this.frame = new FrameInfo(root);
     this.picker = new ExamplePicker("example #", (i) => this.request(i));
     const cm = select([["viridis", "viridis"], ["grey", "grey"], ["inferno", "inferno"]], this.cmap, (v) => {
       this.cmap = v as ColormapName;
       this.redraw.request();
     }, "colour map of the channel images");
-    const toolbar = el("div", { class: "viz-toolbar" }, [this.picker.el, this.status, el("span", { class: "viz-spacer" }), el("label", { class: "viz-control" }, ["colours", cm])]);
-    this.empty = emptyState("Pick an example to see what every layer computes", "Start training, then choose an example index (or random) and press Show.");
+    const toolbar = el("div", { class: "viz-toolbar" }, [this.picker.el, this.status, el("span", { class: "viz-spacer" }), this.frame.el, el("label", { class: "viz-control" }, ["colours", cm])]);
+    this.empty = emptyState("What every layer computes for one example", "Start training: example #0 appears here and follows the training; pick another index (or random) above.");
     root.classList.add("viz-view", "viz-featuremaps");
     root.replaceChildren(toolbar, this.empty, this.content);
     onWidthChange(root, () => this.redraw.request());
@@ -54,8 +62,7 @@ export class FeatureMaps {
       this.picker.setMax(msg.dataset.n_val);
       this.redraw.request();
     } else if (msg.type === "feature_maps") {
-      this.pending = false;
-      this.picker.set(msg.index);
+      if (msg.index === this.index) this.pending = false;
       void decodeAll([msg.input, ...msg.layers.map((l) => l.grid)]).then((imgs) => {
         this.msg = msg;
         this.images = imgs;
@@ -69,7 +76,13 @@ export class FeatureMaps {
     this.images = [];
     this.summary = null;
     this.pending = false;
+    this.frame.clear();
     this.redraw.request();
+  }
+
+  /** The chosen example's maps, streamed while the tab is open. */
+  watch(): WatchedViews {
+    return { feature_maps: { index: this.index } };
   }
 
   resize(): void {
@@ -77,6 +90,7 @@ export class FeatureMaps {
   }
 
   private request(index: number): void {
+    this.index = index;
     const run = this.ctx.runId();
     if (run === null) {
       this.status.textContent = "start a run first";
@@ -84,6 +98,7 @@ export class FeatureMaps {
     }
     this.pending = true;
     this.ctx.send({ cmd: "probe", run_id: run, probe: "feature_maps", index });
+    this.ctx.watchChanged();
     this.redraw.request();
   }
 
@@ -94,10 +109,11 @@ export class FeatureMaps {
 
   private draw(): void {
     const m = this.msg;
-    this.status.textContent = this.pending ? "computing…" : m !== null ? `step ${m.step.toLocaleString()}` : "";
+    this.status.textContent = this.pending ? "computing…" : "";
     this.empty.hidden = m !== null;
     this.content.hidden = m === null;
     if (m === null) return;
+    this.frame.drawn(m.step, rateOf(m));
     const p = readPalette(this.root, this.ctx.theme());
     const lut = colormap(this.cmap);
     const width = widthOf(this.root);

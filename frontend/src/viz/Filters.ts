@@ -2,12 +2,17 @@
  * First-layer (or any conv layer's) filters from `filters` messages: the grid image
  * scaled up by an integer factor with square pixels, a layer picker, a step
  * scrubber over the filters' history and a play button to watch them form.
+ *
+ * While the tab is open the server streams the chosen layer's filters (about one frame
+ * a second); the view follows the newest frame unless the scrubber holds an older one.
  */
 
+import { rateOf, type WatchedViews } from "../live";
 import type { FiltersMsg, ServerMessage } from "../protocol";
 import type { ViewContext } from "../viewContext";
 import { colormap, legendCanvas } from "./colormap";
 import { Redraw, button, cssNumber, el, emptyState, fitCanvas, fmt, onWidthChange, toggle, widthOf } from "./dom";
+import { FrameInfo } from "./frameInfo";
 import { colorizeGrey, decodeImage, drawTiles, type Decoded } from "./image";
 import { font, readPalette, type Palette } from "./theme";
 
@@ -20,8 +25,12 @@ export class Filters {
   private readonly redraw: Redraw;
   private readonly history: number;
   private byLayer = new Map<string, FiltersMsg[]>();
+  /** the network's convolution layers (from the run's summary): the layers one can pick */
+  private convLayers: string[] = [];
   private decoded = new WeakMap<FiltersMsg, Decoded>();
   private layer: string | null = null;
+  /** the layer the user picked (streamed with the `filters` view); null = the server's default */
+  private chosenLayer: string | null = null;
   /** index into the layer's history; null = follow the newest */
   private pos: number | null = null;
   private diverging = false;
@@ -31,15 +40,16 @@ export class Filters {
   private readonly body: HTMLElement;
   private readonly layerSeg = el("div", { class: "viz-seg" });
   private readonly slider = el("input", { class: "viz-range viz-range-wide", attrs: { type: "range", min: "0", max: "0", step: "1" }, title: "scrub through the filters' history" });
-  private readonly stepLabel = el("span", { class: "viz-num" });
   private readonly playBtn: HTMLButtonElement;
   private readonly canvas = el("canvas", { class: "viz-canvas viz-filters-canvas" });
   private readonly caption = el("div", { class: "viz-caption" });
   private readonly scale = el("span", { class: "viz-scale" });
+  private readonly frame: FrameInfo;
 
   constructor(private readonly root: HTMLElement, private readonly ctx: ViewContext, opts: FiltersOptions = {}) {
     this.history = Math.max(2, opts.history ?? 80);
     this.redraw = new Redraw(ctx, () => this.draw());
+    this.frame = new FrameInfo(root);
     this.slider.addEventListener("input", () => {
       this.stop();
       const list = this.current();
@@ -54,7 +64,7 @@ export class Filters {
       this.redraw.request();
     }, "orange = negative weight, blue = positive (instead of black/white)");
     this.body = el("div", { class: "viz-filters-body" }, [
-      el("div", { class: "viz-toolbar" }, [this.layerSeg, el("span", { class: "viz-control" }, ["step", this.slider, this.stepLabel]), this.playBtn, div.label, el("span", { class: "viz-spacer" }), this.scale, refresh]),
+      el("div", { class: "viz-toolbar" }, [this.layerSeg, el("span", { class: "viz-control" }, ["history", this.slider]), this.playBtn, this.frame.el, div.label, el("span", { class: "viz-spacer" }), this.scale, refresh]),
       el("div", { class: "viz-plot viz-center" }, [this.canvas]),
       this.caption,
     ]);
@@ -67,6 +77,11 @@ export class Filters {
   }
 
   onMessage(msg: ServerMessage): void {
+    if (msg.type === "summary") {
+      this.convLayers = msg.network.layers.filter((l) => l.kind === "conv2d").map((l) => l.name);
+      this.buildLayerButtons();
+      return;
+    }
     if (msg.type !== "filters") return;
     let list = this.byLayer.get(msg.layer);
     if (list === undefined) {
@@ -93,10 +108,18 @@ export class Filters {
   reset(): void {
     this.stop();
     this.byLayer.clear();
+    this.convLayers = [];
     this.layer = null;
+    this.chosenLayer = null;
     this.pos = null;
     this.layerSeg.replaceChildren();
+    this.frame.clear();
     this.redraw.request();
+  }
+
+  /** The filters of the chosen layer (the server's default layer until one is picked). */
+  watch(): WatchedViews {
+    return { filters: this.chosenLayer !== null ? { layer: this.chosenLayer } : {} };
   }
 
   resize(): void {
@@ -116,10 +139,16 @@ export class Filters {
   }
 
   private buildLayerButtons(): void {
-    const layers = [...this.byLayer.keys()];
+    const layers = [...new Set([...this.convLayers, ...this.byLayer.keys()])];
     this.layerSeg.replaceChildren(
       ...layers.map((l) => {
-        const b = button(l, () => this.setLayer(l));
+        const b = button(l, () => {
+          this.chosenLayer = l;
+          this.setLayer(l);
+          this.ctx.watchChanged();
+          // a layer never streamed yet: ask once now rather than wait for the next frame
+          if (this.current().length === 0) this.requestNow();
+        });
         b.dataset.layer = l;
         b.classList.toggle("active", l === this.layer);
         return b;
@@ -161,16 +190,22 @@ export class Filters {
 
   private draw(): void {
     const list = this.current();
-    this.empty.hidden = list.length > 0;
-    this.body.hidden = list.length === 0;
-    if (list.length === 0) return;
+    const any = this.byLayer.size > 0;
+    this.empty.hidden = any;
+    this.body.hidden = !any;
+    if (list.length === 0) {
+      if (any) {
+        fitCanvas(this.canvas, 1, 1);
+        this.caption.textContent = `waiting for the filters of ${this.layer ?? "this layer"}…`;
+      }
+      return;
+    }
     const i = this.pos === null ? list.length - 1 : Math.min(this.pos, list.length - 1);
     const msg = list[i]!;
     this.slider.max = String(list.length - 1);
     this.slider.value = String(i);
     this.slider.disabled = list.length < 2;
     this.playBtn.disabled = list.length < 2;
-    this.stepLabel.textContent = msg.step.toLocaleString();
     const d = this.decoded.get(msg);
     const p = readPalette(this.root, this.ctx.theme());
     const [th, tw] = msg.tile;
@@ -189,6 +224,7 @@ export class Filters {
     if (d === undefined) return;
     const src = signed ? colorizeGrey(d, colormap("diverging")) : d.canvas;
     this.drawTiles(msg, src, p);
+    this.frame.drawn(msg.step, rateOf(msg));
   }
 
   /**

@@ -100,14 +100,16 @@ export class GradCheck {
       ...(extra.eps !== undefined ? [el("span", { class: "viz-stat" }, [el("span", { class: "viz-stat-k", text: "h" }), el("b", { text: fmt(extra.eps) })])] : []),
     );
     const rows = [...m.entries];
-    if (this.sortByError) rows.sort((a, b) => (b.rel_error || 0) - (a.rel_error || 0));
+    // "inf" (a non-finite side) sorts first: it is the worst mismatch
+    if (this.sortByError) rows.sort((a, b) => (toNum(b.rel_error) ?? 0) - (toNum(a.rel_error) ?? 0));
     const head = el("tr", {}, ["parameter", "index", "analytic", "numeric", "relative error", ""].map((h) => el("th", { text: h })));
     this.table.replaceChildren(
       el("thead", {}, [head]),
       el("tbody", {}, rows.map((e) => {
         const lv = errorLevel(e.rel_error, (e as typeof e & { verdict?: string }).verdict);
         // bar on a log axis from 1e-10 (empty) to 1 (full)
-        const frac = Number.isFinite(e.rel_error) && e.rel_error > 0 ? Math.max(0.02, Math.min(1, (Math.log10(e.rel_error) + 10) / 10)) : 0;
+        const rel = toNum(e.rel_error) ?? Number.NaN;
+        const frac = rel === Number.POSITIVE_INFINITY ? 1 : Number.isFinite(rel) && rel > 0 ? Math.max(0.02, Math.min(1, (Math.log10(rel) + 10) / 10)) : 0;
         return el("tr", { class: `err-row-${lv.cls}` }, [
           el("td", { title: e.param }, [el("code", { text: shortParam(e.param) })]),
           el("td", { class: "num", text: Array.isArray(e.index) ? `[${e.index.join(", ")}]` : String(e.index) }),

@@ -11,13 +11,18 @@
  *
  * Cards carry data-chart names ("activations", "weights", "std", "mean",
  * "dead", "update_ratios", "gradients") so a hint's `chart` can point at one: see showChart().
+ *
+ * While the Inside tab is open the server streams `layer_stats` (activations and
+ * gradients, about 5 frames/s) and `weights` (about 1/s); every frame redraws the cards.
  */
 
+import { rateOf, type WatchedViews } from "../live";
 import type { ActivationsMsg, GradientsMsg, ServerMessage, WeightsMsg } from "../protocol";
 import type { ViewContext } from "../viewContext";
 import { Legend, axis, bandHook, baseOptions, cursorTooltip, uPlot, yAxisSize } from "../charts/uplotTheme";
 import { colormap, legendCanvas } from "./colormap";
-import { Redraw, Tooltip, button, cssNumber, el, emptyState, fitCanvas, fmt, fmtPct, fmtTick, onWidthChange, shortParam, toggle, widthOf } from "./dom";
+import { Redraw, Tooltip, button, cssNumber, el, emptyState, finite, fitCanvas, fmt, fmtPct, fmtTick, onWidthChange, shortParam, toggle, widthOf } from "./dom";
+import { FrameInfo } from "./frameInfo";
 import {
   depthColor, drawDepthProfile, drawFractions, drawHeatStrips, drawMeanStd, heatStripsHeight, slotAt,
   type HeatLayout, type HistSnapshot,
@@ -60,7 +65,10 @@ export class LayerStats {
   private stdKey = "";
   private ratioChart: uPlot | null = null;
   private ratioKey = "";
+  /** stream rate of the newest activations/gradients frame (null: on-demand replies only) */
+  private rate: number | null = null;
 
+  private readonly frame: FrameInfo;
   private readonly body: HTMLElement;
   private readonly empty: HTMLElement;
   private readonly stats: HTMLElement;
@@ -90,6 +98,7 @@ export class LayerStats {
   constructor(private readonly root: HTMLElement, private readonly ctx: ViewContext, opts: LayerStatsOptions = {}) {
     this.cap = Math.max(16, opts.maxSnapshots ?? 240);
     this.redraw = new Redraw(ctx, () => this.draw());
+    this.frame = new FrameInfo(root);
 
     this.srcButtons = {
       activations: button("Activations", () => this.setSource("activations"), { title: "post-activation outputs of each layer" }),
@@ -104,6 +113,7 @@ export class LayerStats {
     const toolbar = el("div", { class: "viz-toolbar" }, [
       el("div", { class: "viz-seg" }, [this.srcButtons.activations, this.srcButtons.weights]),
       shared.label,
+      this.frame.el,
       this.stats,
       el("span", { class: "viz-spacer" }),
       el("span", { class: "viz-scale" }, ["low", legendCanvas(colormap("viridis"), 72, 9), "high density"]),
@@ -144,7 +154,7 @@ export class LayerStats {
     ]);
     this.empty = emptyState(
       "Start training to see layer statistics",
-      "Activation and gradient statistics arrive every few steps (probes.every): histograms, std per layer, dead units, update ratios.",
+      "While this tab is open, activation and gradient statistics stream a few times a second: histograms, std per layer, dead units, update ratios.",
     );
     root.classList.add("viz-view", "viz-layerstats");
     root.replaceChildren(toolbar, this.empty, this.body);
@@ -159,6 +169,7 @@ export class LayerStats {
   }
 
   onMessage(msg: ServerMessage): void {
+    if (msg.type === "activations" || msg.type === "gradients") this.rate = rateOf(msg) ?? this.rate;
     switch (msg.type) {
       case "activations":
         this.addActivations(msg);
@@ -181,8 +192,15 @@ export class LayerStats {
     this.grads = [];
     this.layerOrder = [];
     this.actOf.clear();
+    this.rate = null;
+    this.frame.clear();
     this.destroyCharts();
     this.redraw.request();
+  }
+
+  /** The Inside tab's live views: activation/gradient statistics and weight histograms. */
+  watch(): WatchedViews {
+    return { layer_stats: {}, weights: {} };
   }
 
   resize(): void {
@@ -268,8 +286,8 @@ export class LayerStats {
     const p = readPalette(this.root, this.ctx.theme());
     const lastAct = this.acts[this.acts.length - 1];
     const lastStep = Math.max(lastAct?.step ?? 0, this.grads[this.grads.length - 1]?.step ?? 0, this.weightSnaps[this.weightSnaps.length - 1]?.step ?? 0);
+    this.frame.drawn(lastStep, this.rate);
     this.stats.replaceChildren(
-      el("span", { class: "viz-stat" }, [el("span", { class: "viz-stat-k", text: "step" }), el("b", { text: lastStep.toLocaleString() })]),
       el("span", { class: "viz-stat" }, [el("span", { class: "viz-stat-k", text: "layers" }), el("b", { text: String(this.layerOrder.length) })]),
     );
     this.drawHeat(p);
@@ -289,6 +307,9 @@ export class LayerStats {
     this.heatTitle.textContent = this.source === "activations" ? "Activation distributions over time" : "Weight distributions over time";
     this.heatLayers = layers;
     this.heatSnaps = snaps;
+    // how many layers and probe columns the strips show (tests read it: an empty strip was a bug)
+    this.heatCanvas.dataset.rows = String(layers.length);
+    this.heatCanvas.dataset.columns = String(snaps.length);
     const w = widthOf(this.heatCanvas.parentElement ?? this.root);
     if (layers.length === 0) {
       const g = fitCanvas(this.heatCanvas, w, p.fontPx * 3);
@@ -330,7 +351,7 @@ export class LayerStats {
       legend.push({ label: `activations @ ${fmtTick(last.step)}`, color: p.train });
     }
     if (lastGrad !== undefined) {
-      const byLayer = new Map(lastGrad.outputs.map((o) => [o.layer, o.std]));
+      const byLayer = new Map(lastGrad.outputs.map((o) => [o.layer, finite(o.std)]));
       if (layers.some((l) => byLayer.has(l))) {
         series.push({ label: "gradient", color: p.val, values: layers.map((l) => byLayer.get(l) ?? null), width: 2, dashed: true });
         legend.push({ label: "∂loss/∂output", color: p.val, dashed: true });
@@ -465,8 +486,8 @@ export class LayerStats {
     }
     const x = this.grads.map((gm) => gm.step);
     const ys = names.map((n) => this.grads.map((gm) => {
-      const r = gm.update_ratios.find((u) => u.name === n)?.ratio;
-      return r !== undefined && r > 0 && Number.isFinite(r) ? r : null;
+      const r = finite(gm.update_ratios.find((u) => u.name === n)?.ratio);
+      return r !== null && r > 0 ? r : null;
     }));
     this.ratioChart.setData([x, ...ys]);
   }
