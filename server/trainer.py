@@ -154,7 +154,7 @@ class Trainer:
     """
 
     def __init__(self, experiment: Experiment, *, device: str | None = None, dataset: Dataset | None = None,
-                 uploads_dir=None, limits=None, fused: bool = True):
+                 uploads_dir=None, limits=None, fused: bool = True, init_weights=None):
         self.experiment = experiment
         train = self.config = experiment.train
         self.device = resolve_device(device or train.device)
@@ -201,6 +201,12 @@ class Trainer:
             )
         if _uses_lsuv(experiment):
             apply_data_dependent_init(self.model, dataset.x_train[:LSUV_BATCH])
+        # train.init_from (issue 12): saved weights replace the fresh ones; the caller resolved the file.
+        self.init_report = None
+        if train.init_from is not None or init_weights is not None:
+            from server.export.weights import apply_init_from  # local: only runs that load weights import it
+
+            self.init_report = apply_init_from(self.model, train.init_from, init_weights)
         for name in train.freeze:
             for p in self.model.blocks[name].parameters():
                 p.requires_grad_(False)

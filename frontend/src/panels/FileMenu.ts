@@ -4,6 +4,7 @@ import { endpoints } from "../api";
 import { h } from "../dom";
 import type { Experiment } from "../generated/schema";
 import type { PresetInfo } from "../protocol";
+import { ExportMenu } from "./ExportMenu";
 
 export interface FileActions {
   load(experiment: Experiment, label: string): void;
@@ -37,6 +38,9 @@ export class FileMenu {
       h("button.btn#export", { type: "button", title: "download this experiment as JSON", onclick: () => this.export() }, "Export"),
       h("button.btn#share", { type: "button", title: "copy a link that reproduces this page", onclick: () => void this.share() }, "Share"),
       file);
+    // issue 12: export runs (code, notebook, ONNX, TorchScript, weights) and start from saved weights
+    const runs = new ExportMenu(actions);
+    this.el.append(runs.button, runs.el);
   }
 
   get list(): PresetInfo[] {
