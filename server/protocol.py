@@ -30,7 +30,8 @@ from server.probes.weights import tile_grid
 # Message types that carry images. A slow client only needs the newest of each,
 # so the server may coalesce them; every other type is kept in full.
 IMAGE_TYPES = frozenset(
-    {"filters", "feature_maps", "saliency", "gradcam", "attention", "boundary", "misclassified"}
+    {"filters", "feature_maps", "saliency", "gradcam", "attention", "boundary", "misclassified",
+     "fgsm", "optimizer_race"}
 )
 
 # Series sent to the page are thinned to at most this many points per series.
@@ -339,6 +340,24 @@ def attention_message(step: int, index: int, image: dict, masks: Sequence[Any]) 
     return {"type": "attention", "step": step, "index": index, "input": image, "masks": out}
 
 
+# Hidden units' maps are drawn as thumbnails beside the plot, so they travel at most this many cells a side:
+# a 32-unit layer's 64x64 maps were 34 PNGs a frame, most of a 20-frames/s view's cost on both ends.
+# (TensorFlow Playground also draws its neuron heat maps coarser than the main one.)
+NEURON_MAP_MAX = 32  # cells per side
+
+
+def _neuron_thumbnails(maps: np.ndarray) -> np.ndarray:
+    """(units, R, R) -> (units, r, r) with r <= NEURON_MAP_MAX: every k-th cell from the middle of each k x k block.
+
+    A unit's output is smooth at this scale (one affine map through a smooth activation, or a few), so a
+    sample is as good as a block mean, at no cost (a mean over the blocks took 2 ms a frame)."""
+    rows, cols = maps.shape[1:]
+    k = -(-max(rows, cols) // NEURON_MAP_MAX)
+    if k <= 1:
+        return maps
+    return np.ascontiguousarray(maps[:, k // 2 :: k, k // 2 :: k])
+
+
 def boundary_message(step: int, boundary: Any, points: np.ndarray) -> dict[str, Any]:
     """The 2D decision regions (grey = P(class 1); or the predicted class per cell) and hidden-unit maps.
 
@@ -348,7 +367,7 @@ def boundary_message(step: int, boundary: Any, points: np.ndarray) -> dict[str, 
     p1 = probs if probs.ndim == 2 else probs[..., 1] if probs.shape[-1] == 2 else None
     neurons = []
     for layer, maps in boundary.neuron_maps.items():
-        maps = np.nan_to_num(np.asarray(maps, dtype=np.float32))  # (units, R, R)
+        maps = _neuron_thumbnails(np.nan_to_num(np.asarray(maps, dtype=np.float32)))  # (units, r, r), r <= 32
         lows, highs = maps.min(axis=(1, 2)), maps.max(axis=(1, 2))
         spans = np.maximum(np.maximum(np.abs(lows), np.abs(highs)), 1e-12)
         # Symmetric scale around 0 so the sign of a unit's output reads as colour; all units in one pass.
@@ -407,3 +426,57 @@ def gradient_check_message(report: Any) -> dict[str, Any]:
 def hint_message(hint: Any) -> dict[str, Any]:
     return {"type": "hint", "code": hint.code, "severity": hint.severity, "message": hint.message,
             "evidence": jsonable(hint.evidence), "chart": hint.chart}
+
+
+# ---------------------------------------------------------------------------
+# Lessons (issue 11): fooling the network (20) and the optimizer race (9)
+# ---------------------------------------------------------------------------
+
+
+def _raw_image(pixels: Any) -> dict[str, Any]:
+    """A raw image tensor ``(C, H, W)`` in [0, 1] (1 or 3 channels) as a message Image."""
+    pixels = pixels.detach().cpu().float()
+    return encode_image(pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy())
+
+
+def fgsm_message(step: int, index: int, example: Any) -> dict[str, Any]:
+    """One FGSM example (``probes.adversarial.AdversarialExample``); the perturbation is amplified to be seen."""
+    eps = example.epsilon
+    # Grey 128 is "unchanged", 255 is +epsilon and 0 is -epsilon: the perturbation stretched to the full range.
+    delta = example.perturbation
+    amplified = delta / (2 * eps) + 0.5 if eps > 0 else delta.new_full(delta.shape, 0.5)
+
+    def prediction(probs: list[float], predicted: int) -> dict[str, Any]:
+        return {"predicted": int(predicted), "confidence": clean_float(probs[predicted]), "probs": jsonable(probs)}
+
+    return {
+        "type": "fgsm", "step": step, "index": index, "label": int(example.label),
+        "target": None if example.target is None else int(example.target), "epsilon": clean_float(eps),
+        "original": _raw_image(example.original), "perturbation": _raw_image(amplified),
+        "adversarial": _raw_image(example.adversarial),
+        "original_prediction": prediction(example.original_probs, example.original_predicted),
+        "adversarial_prediction": prediction(example.adversarial_probs, example.adversarial_predicted),
+        "fooled": bool(example.fooled),
+    }
+
+
+def fgsm_sweep_message(step: int, sweep: Any) -> dict[str, Any]:
+    """Accuracy under FGSM against epsilon (``probes.adversarial.EpsilonSweep``)."""
+    return {"type": "fgsm_sweep", "step": step, "n": int(sweep.n), "epsilons": jsonable(sweep.epsilons),
+            "accuracy": jsonable(sweep.accuracy)}
+
+
+def optimizer_race_message(race: Any, surface: np.ndarray) -> dict[str, Any]:
+    """Every racer's path (``lessons.optim_race.Race``) and the function's log-scaled surface as a grey image."""
+    fn = race.function
+    return {
+        "type": "optimizer_race", "function": fn.name, "title": fn.title, "formula": fn.formula,
+        "extent": [clean_float(v) for v in fn.extent], "start": [clean_float(v) for v in race.start],
+        "minima": [[clean_float(x), clean_float(y)] for x, y in fn.minima], "steps": int(race.steps),
+        "surface": _heat(surface),
+        "racers": [
+            {"optimizer": t.optimizer, "lr": clean_float(t.lr), "points": jsonable(t.points), "losses": jsonable(t.losses),
+             "evaluations": int(t.evaluations), "diverged_at": t.diverged_at}
+            for t in race.trajectories
+        ],
+    }

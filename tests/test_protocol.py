@@ -49,3 +49,25 @@ def test_downsample_keeps_ends_and_bounds_length():
     thin = protocol.downsample(points, 100)
     assert len(thin) <= 100 and thin[0] == 0 and thin[-1] == 9_999
     assert protocol.downsample([1, 2, 3], 100) == [1, 2, 3]
+
+
+def test_boundary_neuron_maps_travel_as_thumbnails_sampled_from_the_grid():
+    from types import SimpleNamespace
+
+    from server.protocol import NEURON_MAP_MAX, boundary_message, decode_image
+
+    grid = np.linspace(-1, 1, 64, dtype=np.float32)
+    unit = np.tile(grid, (64, 1))  # a unit whose output grows from left (-1) to right (+1)
+    boundary = SimpleNamespace(probs=np.full((64, 64), 0.5, np.float32), predicted=np.zeros((64, 64), np.uint8),
+                               neuron_maps={"h": np.stack([unit, -unit])}, extent=(-1, 1, -1, 1))
+    neurons = boundary_message(3, boundary, np.zeros((0, 3)))["neurons"]
+    assert len(neurons) == 2
+    for n in neurons:
+        image = decode_image(n["map"])
+        assert image.shape == (NEURON_MAP_MAX, NEURON_MAP_MAX)
+        # the range of the map sent: the sample skips the first column (-1) and keeps the last (+1)
+        assert sorted([abs(n["lo"]), abs(n["hi"])]) == pytest.approx([float(-grid[1]), 1.0], rel=1e-5)
+    left_to_right = decode_image(neurons[0]["map"])[0].astype(int)
+    expected = np.round((grid[1::2] + 1) * 127.5).astype(int)  # every other cell, from the middle of each pair
+    assert np.abs(left_to_right - expected).max() <= 1
+    assert (decode_image(neurons[1]["map"])[0].astype(int) + left_to_right).max() <= 256  # the mirrored unit
