@@ -122,6 +122,10 @@ class RunSession:
         self._speed_credit = 0.0
         self._speed_at = time.perf_counter()
         self._framed = False  # a view frame was made in this slice (advance ends it then)
+        # What a frame costs, in this thread's CPU time on the CPU: on a busy machine (a browser, other runs)
+        # wall time counts the time others had the core, and the clock would slow the views for nothing.
+        # A GPU's work is asynchronous, so there wall time it is.
+        self._cost_clock = time.thread_time if self.trainer.device.type == "cpu" else time.perf_counter
         self._plain_step_seconds = 0.0  # smoothed time of an unobserved step, to tell an observed step's extra cost
 
     # -- lifecycle -----------------------------------------------------------
@@ -283,20 +287,21 @@ class RunSession:
 
     def _one_step(self, observe: bool = False, flush: bool = False) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
+        c0 = self._cost_clock()
         trainer = self.trainer
         step_view = self._step_view if self.probe_config.enabled else None
         messages: list[dict[str, Any]] = []
         if step_view is not None and (observe or step_view in self.clock.due(t0, trainer.step_count)):
             # A step the view's hooks observe: a plain step's time is training, the rest is the probe's cost.
             result, messages = live.VIEWS[step_view].wrap_step(self, lambda: trainer.step(observed=True))
-            spent = max(0.0, time.perf_counter() - t0 - self._plain_step_seconds)
+            spent = max(0.0, self._cost_clock() - c0 - self._plain_step_seconds)
             self.clock.ran(step_view, spent, time.perf_counter(), result.step)
             self._probe_seconds += spent
             self._framed = True
             self._stamp_rate(step_view, messages)
         else:
             result = trainer.step()
-            took = time.perf_counter() - t0
+            took = self._cost_clock() - c0
             self._plain_step_seconds += STEP_TIME_SMOOTHING * (took - self._plain_step_seconds)
         messages = self._result_messages(result, force=flush) + messages
         if self.probe_config.enabled and not result.stop:
@@ -312,13 +317,13 @@ class RunSession:
             messages += self._finish(reason_message=f"The run reached its time limit of {self.limits.max_seconds:g} s.")
         elif result.stop is not None:
             messages += self._finish()
-        self._busy_seconds += time.perf_counter() - t0
+        self._busy_seconds += self._cost_clock() - c0
         return messages
 
     def _frame(self, name: str, now: float, step: int) -> list[dict[str, Any]]:
         """One frame of a watched view, stamped with the rate its view runs at now."""
         view = live.VIEWS[name]
-        t0 = time.perf_counter()
+        c0 = self._cost_clock()
         try:
             messages = view.compute(self, **self._view_args.get(name, {}))
         except ValueError as exc:
@@ -326,7 +331,7 @@ class RunSession:
             self._view_args.pop(name, None)
             self.clock.watch(self._view_args)
             return [protocol.error_message("bad_arguments", f"view {name!r} stopped: {exc}")]
-        spent = time.perf_counter() - t0
+        spent = self._cost_clock() - c0
         self._probe_seconds += spent
         self._framed = True
         self.clock.ran(name, spent, time.perf_counter(), step)
