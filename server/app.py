@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sys
 import threading
 import webbrowser
 from contextlib import asynccontextmanager
@@ -45,6 +46,9 @@ Build the frontend into <code>static/</code>, then reload.</p>
 """
 
 
+SWITCH_INTERVAL_SECONDS = 0.001  # seconds a thread may hold the GIL while another waits (Python's default: 0.005)
+
+
 def create_app(settings: Settings | None = None, *, session_factory: SessionFactory | None = None) -> FastAPI:
     """Build the app. ``settings`` default to the process's; ``session_factory`` replaces RunSession in tests."""
     settings = settings or get_settings()
@@ -52,6 +56,10 @@ def create_app(settings: Settings | None = None, *, session_factory: SessionFact
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.torch_threads)
+        # The training thread runs tight Python loops (the fused MLP path: ~50 NumPy calls a step) that hold the
+        # GIL; the event loop waits up to one switch interval each time it needs it back, several times a send.
+        # 1 ms instead of Python's 5 ms lets 20 boundary frames a second out on time.
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         # Before the first request: the first run after boot then starts as fast as any (server/warmup.py).
         log.info("warmed up the engine in %.2f s", await asyncio.to_thread(warm_up))
         store = Store(settings.data_dir, metric_cap=settings.metric_history_points)
