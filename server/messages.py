@@ -219,7 +219,7 @@ LIVE_FRAME_TYPES = frozenset(t for types in LIVE_VIEW_MESSAGES.values() for t in
 ProbeKind = named_type(
     "ProbeKind",
     Literal["weights", "filters", "feature_maps", "saliency", "gradcam", "attention", "boundary", "evaluation",
-            "confusion", "misclassified", "backprop_trace", "gradient_check"],
+            "confusion", "misclassified", "backprop_trace", "gradient_check", "fgsm", "fgsm_sweep", "optimizer_race"],
     "A view the page can ask for once with the `probe` command (runner.ON_DEMAND_PROBES): the on-demand views "
     "of server/live, and confusion or misclassified for the evaluation view.",
 )
@@ -1012,11 +1012,128 @@ class HintMsg(Envelope):
     chart: HintChart = Field(description="the chart that shows the symptom")
 
 
+# ---------------------------------------------------------------------------
+# Lessons (issue 11): fooling the network (lesson 20), the optimizer race (lesson 9)
+# ---------------------------------------------------------------------------
+
+
+class ClassPrediction(WireModel):
+    """What the network says about one image: its class, how sure it is, and every class's probability."""
+
+    predicted: int = Field(description="the predicted class")
+    confidence: float = Field(description="the predicted class's probability, in [0, 1]")
+    probs: list[float] = Field(description="every class's probability (softmax; [1 - p, p] for a one-logit network)")
+
+
+class FgsmMsg(Envelope):
+    """Fooling the network (on demand): the fast gradient sign method on validation example ``index``.
+
+    Every raw pixel (in [0, 1]) moves by at most ``epsilon``, in the direction that raises the
+    true class's loss (untargeted) or lowers the ``target`` class's loss (targeted), then is
+    clipped back to [0, 1]. ``perturbation`` is amplified to be seen: grey 128 is unchanged,
+    255 is +epsilon and 0 is -epsilon.
+    """
+
+    model_config = example({
+        "type": "fgsm", "run_id": "3f2a9c1e", "seq": 31, "t": 9.52,
+        "step": 186, "index": 0, "label": 7, "target": None, "epsilon": 0.1,
+        "original": {"w": 28, "h": 28, "c": 1, "png": "iVBORw0KGgoAAAANSUhEUgAAABwAAAAc..."},
+        "perturbation": {"w": 28, "h": 28, "c": 1, "png": "iVBORw0KGgoAAAANSUhEUgAAABwAAAAc..."},
+        "adversarial": {"w": 28, "h": 28, "c": 1, "png": "iVBORw0KGgoAAAANSUhEUgAAABwAAAAc..."},
+        "original_prediction": {"predicted": 7, "confidence": 0.993412,
+                                "probs": [0.0001, 0.0002, 0.0031, 0.0004, 0.0001, 0.0002, 0.0, 0.993412, 0.0003, 0.0021]},
+        "adversarial_prediction": {"predicted": 3, "confidence": 0.61204,
+                                   "probs": [0.0012, 0.0041, 0.1203, 0.61204, 0.0007, 0.0119, 0.0003, 0.2316, 0.0102,
+                                             0.0077]},
+        "fooled": True,
+    })
+
+    type: Literal["fgsm"]
+    step: int = Field(description="the training step of the weights attacked")
+    index: int = Field(description="the validation example")
+    label: int = Field(description="its true class")
+    target: Optional[int] = Field(description="the class a targeted attack pushes towards; null: untargeted")
+    epsilon: float = Field(description="the most any raw pixel moved (pixels in [0, 1])")
+    original: Image = Field(description="the clean image")
+    perturbation: Image = Field(description="adversarial - original, amplified: 128 unchanged, 255 +epsilon, 0 -epsilon")
+    adversarial: Image = Field(description="the attacked image")
+    original_prediction: ClassPrediction = Field(description="the network on the clean image")
+    adversarial_prediction: ClassPrediction = Field(description="the network on the attacked image")
+    fooled: bool = Field(
+        description="untargeted: the prediction is no longer the true class; targeted: it is now the target"
+    )
+
+
+class FgsmSweepMsg(Envelope):
+    """Fooling the network in bulk (on demand): validation accuracy under FGSM at each epsilon.
+
+    The same examples (the first ``n`` of the validation split) are attacked at every epsilon;
+    epsilon 0 is the clean accuracy.
+    """
+
+    model_config = example({
+        "type": "fgsm_sweep", "run_id": "3f2a9c1e", "seq": 32, "t": 10.1,
+        "step": 186, "n": 1000, "epsilons": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
+        "accuracy": [0.961, 0.711, 0.262, 0.061, 0.011, 0.002, 0.0],
+    })
+
+    type: Literal["fgsm_sweep"]
+    step: int = Field(description="the training step of the weights attacked")
+    n: int = Field(description="validation examples attacked")
+    epsilons: list[float] = Field(description="the attack budgets, increasing from 0")
+    accuracy: list[float] = Field(description="accuracy in [0, 1] under attack at each epsilon")
+
+
+class RacerPath(WireModel):
+    """One optimizer's path on the test function, step by step from the common start."""
+
+    optimizer: str = Field(description="sgd, momentum, nesterov, adagrad, rmsprop, adam or lbfgs")
+    lr: float = Field(description="its learning rate (L-BFGS: the scale of its line-searched step)")
+    points: list[tuple[float, float]] = Field(description="[x, y] at the start and after each step")
+    losses: list[float] = Field(description="the function's value at each point")
+    evaluations: int = Field(description="evaluations of the function and its gradient (L-BFGS: several per step)")
+    diverged_at: Optional[int] = Field(
+        description="the step after which the point flew off or the value stopped being finite (the path ends "
+        "there); null when it stayed"
+    )
+
+
+class OptimizerRaceMsg(Envelope):
+    """The optimizer race (on demand): every optimizer's path on a 2D test function, from one start.
+
+    ``surface`` is the function over ``extent`` as a grey image (row 0 at the top, y1), log-scaled:
+    255 is the highest value, 0 the minimum. Draw each racer's ``points`` over it step by step.
+    """
+
+    model_config = example({
+        "type": "optimizer_race", "run_id": "3f2a9c1e", "seq": 40, "t": 12.5,
+        "function": "valley", "title": "A long narrow valley", "formula": "0.05 x² + 5 y²",
+        "extent": [-10.0, 10.0, -2.5, 2.5], "start": [-9.0, 1.5], "minima": [[0.0, 0.0]], "steps": 2,
+        "surface": {"w": 128, "h": 128, "c": 1, "png": "iVBORw0KGgoAAAANSUhEUgAAAIAAAACA..."},
+        "racers": [{"optimizer": "sgd", "lr": 0.18, "points": [[-9.0, 1.5], [-8.838, -1.2], [-8.67892, 0.96]],
+                    "losses": [15.3, 11.1055, 8.37418], "evaluations": 2, "diverged_at": None},
+                   {"optimizer": "adam", "lr": 0.5, "points": [[-9.0, 1.5], [-8.5, 1.0], [-8.00095, 0.514824]],
+                    "losses": [15.3, 8.6125, 4.52598], "evaluations": 2, "diverged_at": None}],
+    })
+
+    type: Literal["optimizer_race"]
+    function: str = Field(description="the test function: valley, rosenbrock or saddle")
+    title: str = Field(description="its name for people")
+    formula: str = Field(description="f(x, y), as the page writes it")
+    extent: tuple[float, float, float, float] = Field(description="[x0, x1, y0, y1]: the region drawn")
+    start: tuple[float, float] = Field(description="[x, y] where every racer starts")
+    minima: list[tuple[float, float]] = Field(description="[x, y] of each global minimum")
+    steps: int = Field(description="steps each racer was given")
+    surface: Image = Field(description="log(1 + f - min) over the extent, grey, 255 = highest")
+    racers: list[RacerPath] = Field(description="one path per optimizer")
+
+
 # Every server -> page message, in the order PROTOCOL.md documents them.
 SERVER_MESSAGES: tuple[type[WireModel], ...] = (
     SummaryMsg, StatusMsg, MetricsMsg, HyperparamsMsg, FinalMsg, ErrorMsg, PongMsg,
     ActivationsMsg, GradientsMsg, WeightsMsg, FiltersMsg, FeatureMapsMsg, SaliencyMsg, GradcamMsg, AttentionMsg,
     BoundaryMsg, ConfusionMsg, MisclassifiedMsg, PredictionMsg, BackpropTraceMsg, GradientCheckMsg, HintMsg,
+    FgsmMsg, FgsmSweepMsg, OptimizerRaceMsg,
 )
 
 
@@ -1118,11 +1235,20 @@ class ProbeCommand(RunCommand):
     cmd: Literal["probe"]
     probe: ProbeKind = Field(description="which probe")
     index: int = omittable(
-        "the validation example (feature_maps, saliency, gradcam, attention, backprop_trace); default 0"
+        "the validation example (feature_maps, saliency, gradcam, attention, backprop_trace, fgsm); default 0"
     )
-    class_: int = omittable("the class to explain (saliency, gradcam); default: the predicted one", alias="class")
+    class_: int = omittable(
+        "the class to explain (saliency, gradcam; default: the predicted one), or to push towards (fgsm; default: "
+        "none, an untargeted attack)", alias="class"
+    )
     layer: str = omittable("the conv layer (gradcam, filters); default: the last (gradcam) or first (filters)")
     smoothgrad: bool = omittable("saliency: average over 16 noisy copies")
+    epsilon: float = omittable(
+        "fgsm: the most a raw pixel (in [0, 1]) may move, default 0.1; fgsm_sweep: the largest epsilon, default 0.3"
+    )
+    function: str = omittable("optimizer_race: the 2D test function, valley, rosenbrock or saddle; default valley")
+    steps: int = omittable("optimizer_race: steps per optimizer; default: the function's own")
+    lr: float = omittable("optimizer_race: one learning rate for every optimizer; default: each its own")
 
 
 class PredictCommand(RunCommand):

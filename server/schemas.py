@@ -771,6 +771,8 @@ def lesson_documents(experiment: "Experiment") -> list["Experiment"]:
                     raise ValueError(f"load_from_last_run names {', '.join(map(repr, unknown))}, which the network does not have")
                 document["train"]["init_from"] = {"run_id": LESSON_LAST_RUN, "layers": step.load_from_last_run}
             current = Experiment.model_validate(document)
+            # The next step sees every field, defaults included (a new optimizer object gains its momentum field).
+            document = current.model_dump(mode="json", exclude={"lesson"})
             if step.compare is not None:
                 for value in step.compare.values:
                     Experiment.model_validate(apply_changes(document, [LessonChange(path=step.compare.path, value=value)]))

@@ -90,9 +90,11 @@ def step_frames() -> tuple[dict[str, list[dict]], list[dict]]:
     runs = {
         "spiral": run_messages("spiral_mlp", 30, [("boundary", {}), ("confusion", {}), ("misclassified", {})]),
         "lenet": run_messages("lenet5_mnist", 20, [("feature_maps", {"index": 1}), ("saliency", {"smoothgrad": True}),
-                                                   ("gradcam", {}), ("filters", {}), ("weights", {})]),
+                                                   ("gradcam", {}), ("filters", {}), ("weights", {}),
+                                                   ("fgsm", {"index": 1, "epsilon": 0.1}), ("fgsm_sweep", {})]),
         "senet": run_messages("senet_small", 10, [("attention", {})]),
-        "backprop": run_messages("backprop_tiny", 10, [("backprop_trace", {}), ("gradient_check", {})]),
+        "backprop": run_messages("backprop_tiny", 10, [("backprop_trace", {}), ("gradient_check", {}),
+                                                       ("optimizer_race", {"function": "saddle", "steps": 20})]),
         # Adam at lr 1e4 throws the weights far off at once: the loss explodes or turns NaN within a few steps.
         "diverging": run_messages("spiral_mlp", 30, [], lr=1e4),
     }

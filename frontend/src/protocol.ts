@@ -906,6 +906,114 @@ export interface HintMsg extends Envelope {
   chart: string | null;
 }
 
+/** What the network says about one image: its class, how sure it is, and every class's probability. */
+export interface ClassPrediction {
+  /** the predicted class */
+  predicted: number;
+  /** the predicted class's probability, in [0, 1] */
+  confidence: number;
+  /** every class's probability (softmax; [1 - p, p] for a one-logit network) */
+  probs: number[];
+}
+
+/**
+ * Fooling the network (on demand): the fast gradient sign method on validation example `index`.
+ *
+ * Every raw pixel (in [0, 1]) moves by at most `epsilon`, in the direction that raises the true class's
+ * loss (untargeted) or lowers the `target` class's loss (targeted), then is clipped back to [0, 1].
+ * `perturbation` is amplified to be seen: grey 128 is unchanged, 255 is +epsilon and 0 is -epsilon.
+ */
+export interface FgsmMsg extends Envelope {
+  type: "fgsm";
+  /** the training step of the weights attacked */
+  step: number;
+  /** the validation example */
+  index: number;
+  /** its true class */
+  label: number;
+  /** the class a targeted attack pushes towards; null: untargeted */
+  target: number | null;
+  /** the most any raw pixel moved (pixels in [0, 1]) */
+  epsilon: number;
+  /** the clean image */
+  original: Image;
+  /** adversarial - original, amplified: 128 unchanged, 255 +epsilon, 0 -epsilon */
+  perturbation: Image;
+  /** the attacked image */
+  adversarial: Image;
+  /** the network on the clean image */
+  original_prediction: ClassPrediction;
+  /** the network on the attacked image */
+  adversarial_prediction: ClassPrediction;
+  /** untargeted: the prediction is no longer the true class; targeted: it is now the target */
+  fooled: boolean;
+}
+
+/**
+ * Fooling the network in bulk (on demand): validation accuracy under FGSM at each epsilon.
+ *
+ * The same examples (the first `n` of the validation split) are attacked at every epsilon; epsilon 0 is
+ * the clean accuracy.
+ */
+export interface FgsmSweepMsg extends Envelope {
+  type: "fgsm_sweep";
+  /** the training step of the weights attacked */
+  step: number;
+  /** validation examples attacked */
+  n: number;
+  /** the attack budgets, increasing from 0 */
+  epsilons: number[];
+  /** accuracy in [0, 1] under attack at each epsilon */
+  accuracy: number[];
+}
+
+/** One optimizer's path on the test function, step by step from the common start. */
+export interface RacerPath {
+  /** sgd, momentum, nesterov, adagrad, rmsprop, adam or lbfgs */
+  optimizer: string;
+  /** its learning rate (L-BFGS: the scale of its line-searched step) */
+  lr: number;
+  /** [x, y] at the start and after each step */
+  points: [number, number][];
+  /** the function's value at each point */
+  losses: number[];
+  /** evaluations of the function and its gradient (L-BFGS: several per step) */
+  evaluations: number;
+  /**
+   * the step after which the point flew off or the value stopped being finite (the path ends there);
+   * null when it stayed
+   */
+  diverged_at: number | null;
+}
+
+/**
+ * The optimizer race (on demand): every optimizer's path on a 2D test function, from one start.
+ *
+ * `surface` is the function over `extent` as a grey image (row 0 at the top, y1), log-scaled: 255 is the
+ * highest value, 0 the minimum. Draw each racer's `points` over it step by step.
+ */
+export interface OptimizerRaceMsg extends Envelope {
+  type: "optimizer_race";
+  /** the test function: valley, rosenbrock or saddle */
+  function: string;
+  /** its name for people */
+  title: string;
+  /** f(x, y), as the page writes it */
+  formula: string;
+  /** [x0, x1, y0, y1]: the region drawn */
+  extent: [number, number, number, number];
+  /** [x, y] where every racer starts */
+  start: [number, number];
+  /** [x, y] of each global minimum */
+  minima: [number, number][];
+  /** steps each racer was given */
+  steps: number;
+  /** log(1 + f - min) over the extent, grey, 255 = highest */
+  surface: Image;
+  /** one path per optimizer */
+  racers: RacerPath[];
+}
+
 /** Every message the server sends. */
 export type ServerMessage =
   | SummaryMsg
@@ -929,7 +1037,10 @@ export type ServerMessage =
   | PredictionMsg
   | BackpropTraceMsg
   | GradientCheckMsg
-  | HintMsg;
+  | HintMsg
+  | FgsmMsg
+  | FgsmSweepMsg
+  | OptimizerRaceMsg;
 
 export type MessageType = ServerMessage["type"];
 /** The message of one type: `MessageOf<"metrics">` is `MetricsMsg`. */
@@ -1015,7 +1126,10 @@ export type ProbeKind =
   | "confusion"
   | "misclassified"
   | "backprop_trace"
-  | "gradient_check";
+  | "gradient_check"
+  | "fgsm"
+  | "fgsm_sweep"
+  | "optimizer_race";
 
 /**
  * Run one probe now; its message goes to every subscriber of the run.
@@ -1026,14 +1140,28 @@ export interface ProbeCommand extends RunCommand {
   cmd: "probe";
   /** which probe */
   probe: ProbeKind;
-  /** the validation example (feature_maps, saliency, gradcam, attention, backprop_trace); default 0 */
+  /** the validation example (feature_maps, saliency, gradcam, attention, backprop_trace, fgsm); default 0 */
   index?: number;
-  /** the class to explain (saliency, gradcam); default: the predicted one */
+  /**
+   * the class to explain (saliency, gradcam; default: the predicted one), or to push towards (fgsm;
+   * default: none, an untargeted attack)
+   */
   class?: number;
   /** the conv layer (gradcam, filters); default: the last (gradcam) or first (filters) */
   layer?: string;
   /** saliency: average over 16 noisy copies */
   smoothgrad?: boolean;
+  /**
+   * fgsm: the most a raw pixel (in [0, 1]) may move, default 0.1; fgsm_sweep: the largest epsilon,
+   * default 0.3
+   */
+  epsilon?: number;
+  /** optimizer_race: the 2D test function, valley, rosenbrock or saddle; default valley */
+  function?: string;
+  /** optimizer_race: steps per optimizer; default: the function's own */
+  steps?: number;
+  /** optimizer_race: one learning rate for every optimizer; default: each its own */
+  lr?: number;
 }
 
 /** Classify an input the user made (a drawn digit, a point); replies `prediction`. */

@@ -39,7 +39,8 @@ RUN_COMMANDS = ("pause", "resume", "step", "stop", "set", "speed", "probe", "pre
 COMMANDS = ("start", "subscribe", "unsubscribe", "views", "ping") + RUN_COMMANDS
 SET_FIELDS = ("lr", "momentum", "weight_decay", "dropout")
 # Probe arguments a client may pass; "class" is the protocol's name for the runner's ``target``.
-PROBE_ARGS = {"index": "index", "class": "target", "target": "target", "layer": "layer", "smoothgrad": "smoothgrad"}
+PROBE_ARGS = {"index": "index", "class": "target", "target": "target", "layer": "layer", "smoothgrad": "smoothgrad",
+              "epsilon": "epsilon", "function": "function", "steps": "steps", "lr": "lr"}  # the last four: issue 11
 
 
 class CommandError(Exception):

@@ -15,17 +15,21 @@ from server.live import (
     boundary,
     evaluation,
     feature_maps,
+    fgsm,
+    fgsm_sweep,
     filters,
     gradcam,
     gradient_check,
     layer_stats,
+    optimizer_race,
     saliency,
     weights,
 )
 from server.live.base import Argument, FrameClock, LiveView, MIN_RATE_HZ
 
 _MODULES = (layer_stats, weights, filters, feature_maps, saliency, gradcam, attention, boundary, evaluation,
-            backprop_trace, gradient_check)
+            backprop_trace, gradient_check,
+            fgsm, fgsm_sweep, optimizer_race)  # lessons 20 and 9 (issue 11), on demand only
 
 VIEWS: dict[str, LiveView] = {module.VIEW.name: module.VIEW for module in _MODULES}
 # Views the frame clock can stream (the others run only on demand, from a button).

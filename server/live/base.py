@@ -41,7 +41,7 @@ class Argument:
     """One argument of a view (or an on-demand probe): its JSON type and what it means."""
 
     name: str
-    type: Literal["int", "bool", "str"]
+    type: Literal["int", "bool", "str", "float"]
     description: str
 
 
@@ -105,6 +105,7 @@ class LiveView:
                 "int": isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**31,
                 "bool": isinstance(value, bool),
                 "str": isinstance(value, str) and len(value) <= 200,
+                "float": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
             }[spec.type]
             if not ok:
                 raise ValueError(f"{self.name}: {key} must be {'an' if spec.type == 'int' else 'a'} {spec.type}, not {value!r}")
