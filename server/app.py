@@ -31,6 +31,7 @@ from server.config import Settings, get_settings, version
 from server.jobs import Scheduler, SessionFactory
 from server.sessions import SessionMiddleware
 from server.store import Store
+from server.threads import use_threads
 from server.warmup import warm_up
 
 log = logging.getLogger("dlplay")
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None, *, session_factory: SessionFact
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        torch.set_num_threads(settings.torch_threads)
+        use_threads(settings.torch_threads)  # torch and NumPy's BLAS: cores - 1 (server/threads.py)
         # The training thread runs tight Python loops (the fused MLP path: ~50 NumPy calls a step) that hold the
         # GIL; the event loop waits up to one switch interval each time it needs it back, several times a send.
         # 1 ms instead of Python's 5 ms lets 20 boundary frames a second out on time.

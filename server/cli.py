@@ -106,14 +106,11 @@ def _stop_on_signals() -> None:
 
 
 def _use_server_threads() -> None:
-    """torch's CPU threads as the server sets them (cores - 1): with the machine's other work on the
-    remaining core, more OpenMP threads than free cores spin against each other (15-30x slower steps
-    were measured on a busy 2-core machine with torch's default of one thread per core)."""
-    import torch
-
+    """torch's and NumPy's CPU threads as the server sets them (cores - 1; see server/threads.py)."""
     from server.config import settings
+    from server.threads import use_threads
 
-    torch.set_num_threads(settings.torch_threads)
+    use_threads(settings.torch_threads)
 
 
 def serve_command(args: argparse.Namespace) -> int:

@@ -102,11 +102,13 @@ def test_a_run_until_stopped_ends_with_its_final_messages_on_ctrl_c_even_started
 
 
 def test_run_uses_the_servers_thread_count(tmp_path):
-    """torch's threads = cores - 1 (DLPLAY_TORCH_THREADS), as in the server, not torch's one per core."""
+    """torch's and NumPy's BLAS threads = cores - 1 (DLPLAY_TORCH_THREADS), as in the server, not one per core."""
     script = (
         "import sys, torch; from server import cli; from server.config import settings;"
-        "cli._use_server_threads(); print(torch.get_num_threads(), settings.torch_threads)"
+        "from threadpoolctl import threadpool_info;"
+        "cli._use_server_threads(); print(torch.get_num_threads(), settings.torch_threads,"
+        "min(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'))"
     )
     env = {**os.environ, "DLPLAY_TORCH_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
-    assert done.stdout.split() == ["1", "1"], done.stderr
+    assert done.stdout.split() == ["1", "1", "1"], done.stderr  # torch, the setting, NumPy's BLAS

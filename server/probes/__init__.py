@@ -38,7 +38,7 @@ from .weights import (
 )
 from .attention import AttentionMask, attention_masks
 from .backprop_trace import Node, ParamUpdate, Trace, backprop_trace
-from .doctor import DoctorEvidence, Hint, LayerActivity, MetricPoint, diagnose
+from .doctor import DoctorEvidence, Hint, LayerActivity, MetricPoint, RunDoctor, diagnose
 from .gradcam import CAM, GradCAM, conv_layers, gradcam
 from .gradcheck import GradCheckEntry, GradCheckReport, gradient_check
 from .saliency import Attribution, saliency
