@@ -16,7 +16,6 @@ import webbrowser
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
-import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse

@@ -997,7 +997,7 @@ class HintMsg(Envelope):
         "code": "lr_too_high", "severity": "error",
         "message": "The loss exploded at step 10: the steps overshoot and the weights blow up. Lower the learning rate "
                    "(1e+06) by 10x; gradient clipping or batch normalization also help.",
-        "evidence": {"series": "train_loss", "value": "inf", "step": 10, "lr": 1000000.0, "stop_reason": "exploded"},
+        "evidence": {"series": "train_loss", "value": 2768.44, "peak_step": 10, "lr": 1000000.0, "stop_reason": "exploded"},
         "chart": "loss",
     })
 
