@@ -31,6 +31,12 @@ import { Latest } from "./latest";
 import { CLASS_COLORS, classColor, font, readPalette, type Palette } from "./theme";
 import { linScale } from "./plot";
 
+
+/** Up to this many hidden units, their tiles redraw with every frame, as TensorFlow Playground's do. */
+const NEURON_TILES_UNTHROTTLED = 8;
+/** Beyond that, tiles refresh at most this often (frames/s); the decision regions keep the full rate. */
+const NEURON_TILE_MAX_HZ = 5;
+
 export interface Boundary2DOptions {
   /** show the validation points (default true) */
   points?: boolean;
@@ -83,6 +89,8 @@ export class Boundary2D {
   private readonly frame: FrameInfo;
   private readonly legend = el("div", { class: "viz-legend" });
   private readonly tip: Tooltip;
+  /** performance.now() of the last neuron-tile decode (see decodeNeurons) */
+  private lastNeuronDecode = -Infinity;
 
   constructor(private readonly root: HTMLElement, private readonly ctx: ViewContext, opts: Boundary2DOptions = {}) {
     this.showPoints = opts.points ?? true;
@@ -153,8 +161,17 @@ export class Boundary2D {
     this.redraw.request();
   }
 
-  /** A frame's neuron maps, decoded and coloured once (the tiles and the hover enlargement reuse them). */
+  /**
+   * A frame's neuron maps, decoded and coloured once (the tiles and the hover enlargement reuse them).
+   * With many units the tiles refresh at most NEURON_TILE_MAX_HZ times a second: decoding 32 maps per
+   * frame on the page's one thread would otherwise take the time the decision regions need.
+   */
   private async decodeNeurons(msg: BoundaryMsg, current: () => boolean): Promise<void> {
+    if (msg.neurons.length > NEURON_TILES_UNTHROTTLED) {
+      const wait = this.lastNeuronDecode + 1000 / NEURON_TILE_MAX_HZ - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      this.lastNeuronDecode = performance.now();
+    }
     const imgs = await decodeAll(msg.neurons.map((n) => n.map));
     if (!current()) return;
     const lut = colormap("diverging");
