@@ -13,6 +13,7 @@ import argparse
 import json
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +21,9 @@ from pydantic import ValidationError
 
 EXIT_INVALID = 2
 
+
+# `dlplay run` trains in slices this long and looks for Ctrl-C between them: the longest wait for a stop.
+STOP_LATENCY_SECONDS = 0.5  # seconds
 
 def format_validation_error(error: ValidationError) -> str:
     """One line naming the first offending field of a pydantic error, e.g. ``train.optimizer.lr: ...``."""
@@ -73,7 +77,7 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     stamper = protocol.Stamper(session.run_id)
     out = sys.stdout
-    _stop_on_signals()
+    stop = _stop_on_signals()
 
     def emit(messages: list[dict]) -> None:
         for message in messages:
@@ -81,28 +85,30 @@ def run_command(args: argparse.Namespace) -> int:
         out.flush()
 
     emit(session.start())
-    try:
-        while not session.done:
-            emit(session.advance(max_steps=10_000, max_seconds=0.5))
-    except KeyboardInterrupt:
+    while not session.done and not stop.is_set():
+        emit(session.advance(max_steps=10_000, max_seconds=STOP_LATENCY_SECONDS))
+    if not session.done:
         emit(session.stop())
     failed = session.final is not None and session.final["stop_reason"] in ("non_finite", "exploded")
     session.close()
     return 1 if failed else 0
 
 
-def _stop_on_signals() -> None:
-    """Ctrl-C (and a plain ``kill``) end the run with its final messages.
+def _stop_on_signals() -> threading.Event:
+    """An event that Ctrl-C (SIGINT) or a plain ``kill`` (SIGTERM) sets; the loop then ends the run cleanly.
 
-    A job started in the background by a non-interactive shell (``dlplay run x.json &``) inherits an
-    ignored SIGINT, so Ctrl-C would never arrive as KeyboardInterrupt; restore the default handler.
+    A flag rather than KeyboardInterrupt: an exception raised mid-write would cut a JSON line in two.
+    And a job started in the background by a non-interactive shell (``dlplay run x.json &``) inherits an
+    ignored SIGINT, which installing a handler of our own replaces.
     """
+    stop = threading.Event()
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop
 
 
 def _use_server_threads() -> None:

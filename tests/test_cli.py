@@ -83,19 +83,25 @@ def test_a_run_until_stopped_ends_with_its_final_messages_on_ctrl_c_even_started
         [sys.executable, "-m", "server.cli", "run", write(tmp_path, forever)], cwd=ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
+    lines = []
     try:
         seen = 0
         while seen < 3:  # a few metrics points: it is training, not still importing
             line = proc.stdout.readline()
             assert line, proc.stderr.read()
+            lines.append(line)
             seen += json.loads(line)["type"] == "metrics"
         os.kill(proc.pid, sig)
-        out, err = proc.communicate(timeout=120)
+        # Read on through the same buffered reader until the process closes stdout (communicate() would read
+        # the pipe beneath it and miss what readline() already buffered).
+        lines += proc.stdout.read().splitlines()
+        proc.wait(timeout=120)
+        err = proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    messages = [json.loads(line) for line in out.splitlines()]
+    messages = [json.loads(line) for line in lines]  # every line whole: a stop never cuts one
     final = next(m for m in messages if m["type"] == "final")
     assert final["stop_reason"] == "stopped" and final["steps"] > 0
     assert messages[-1]["type"] == "status" and messages[-1]["state"] == "stopped"

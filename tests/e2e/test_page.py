@@ -202,10 +202,10 @@ def test_editor_drag_drop_connect_delete_undo_redo(page):
     assert "dropout_1" in layer_names(page)
     page.keyboard.press("Escape")
     page.keyboard.press("?")
-    assert page.locator(".overlay").is_visible()
+    assert page.locator(".overlay[aria-label=help]").is_visible()
     shoot(page, "10_help")
     page.keyboard.press("Escape")
-    assert not page.locator(".overlay").is_visible()
+    assert not page.locator(".overlay[aria-label=help]").is_visible()
 
 
 def test_shared_url_reproduces_the_state(page, browser):
