@@ -87,7 +87,7 @@ class RunSession:
         self.dataset = self.trainer.dataset
         self.probe_config = experiment.probes
         self.conv_layers = [name for name, block in self.model.blocks.items() if block.kind == "conv2d"]
-        self.history: list[dict[str, Any]] = []  # metrics messages sent
+        self._last_train_loss: Any = None  # the newest metrics message's train_loss (for the final message)
         self.final: dict[str, Any] | None = None
         self.doctor = probes.RunDoctor(
             num_classes=self.dataset.num_classes, loss=experiment.train.loss,
@@ -376,7 +376,8 @@ class RunSession:
             val_loss=e.loss if e else None,
             val_acc=e.accuracy if e else None,
         )
-        self.history.append(message)
+        if message["train_loss"] is not None:
+            self._last_train_loss = message["train_loss"]
         if m is not None:
             self.doctor.observe(probes.MetricPoint(
                 step=result.step, train_loss=m.train_loss, train_acc=m.train_acc, lr=result.lr,
@@ -492,7 +493,6 @@ class RunSession:
             messages += self.refresh()
         if self._pending:  # a stop between metric points: the held-back intervals go out first
             messages = self._metrics_now(self._pending[-1][0]) + messages
-        last_train = next((m["train_loss"] for m in reversed(self.history) if m["train_loss"] is not None), None)
         stop = trainer.stop
         self.final = {
             "type": "final",
@@ -500,7 +500,7 @@ class RunSession:
             "epochs": protocol.clean_float(trainer.epoch),
             "stop_reason": stop.reason if stop else "stopped",
             "message": reason_message or (stop.message if stop else "Stopped."),
-            "train_loss": last_train,
+            "train_loss": self._last_train_loss,
             "val_loss": protocol.clean_float(final_eval.loss) if final_eval else None,
             "val_acc": protocol.clean_float(final_eval.accuracy) if final_eval else None,
             "best_val_acc": protocol.clean_float(self._best_val_acc if final_eval is None else max(self._best_val_acc or 0.0, final_eval.accuracy)),
