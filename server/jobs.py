@@ -566,20 +566,13 @@ class Scheduler:
 
         The future fails with a ValueError for an unknown view or argument (nothing changes then).
         """
-        from server.live import VIEWS  # local: live pulls in the probes
+        from server.live import check_views  # local: live pulls in the probes
 
         future: Future = Future()
         try:
-            for name, args in views.items():
-                view = VIEWS.get(name)
-                if view is None or not view.live:
-                    live_names = ", ".join(n for n, v in VIEWS.items() if v.live)
-                    raise SchedulerError("bad_arguments", f"unknown live view {name!r}; the live views are {live_names}")
-                if not isinstance(args, dict):
-                    raise SchedulerError("bad_arguments", f"the arguments of view {name!r} must be an object")
-                view.check_arguments(args)
+            check_views(views)
         except ValueError as exc:
-            future.set_exception(exc if isinstance(exc, SchedulerError) else SchedulerError("bad_arguments", str(exc)))
+            future.set_exception(SchedulerError("bad_arguments", str(exc)))
             return future
         with self._lock:
             run = self._runs.get(run_id)

@@ -243,14 +243,7 @@ class RunSession:
         """
         if views is None:
             views = {name: {} for name in live.DEFAULT_VIEWS}
-        checked: dict[str, dict[str, Any]] = {}
-        for name, args in views.items():
-            view = live.VIEWS.get(name)
-            if view is None or not view.live:
-                raise ValueError(f"unknown live view {name!r}; the live views are {', '.join(live.LIVE_VIEWS)}")
-            if not isinstance(args, Mapping):
-                raise ValueError(f"the arguments of view {name!r} must be an object such as {{\"index\": 3}}")
-            checked[name] = view.check_arguments(dict(args))
+        checked = live.check_views(views)
         if self.trainer is None:
             return
         watched = {n: a for n, a in checked.items() if live.VIEWS[n].reason_not_applicable(self) is None}

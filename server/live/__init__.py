@@ -9,6 +9,9 @@ the message's model to ``server/messages.py``, and a view class in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from server.live import (
     attention,
     backprop_trace,
@@ -42,10 +45,27 @@ ON_DEMAND = tuple(name for name, view in VIEWS.items() if view.compute is not No
 VIEW_OF_MESSAGE = {message: view.name for view in VIEWS.values() for message in view.messages}
 
 
+def check_views(views: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A ``views`` request (name -> arguments) with every name and argument checked; ValueError otherwise.
+
+    The scheduler checks a page's request with it before anything changes, and the session again
+    before it watches the union of its pages' requests.
+    """
+    checked: dict[str, dict[str, Any]] = {}
+    for name, args in views.items():
+        view = VIEWS.get(name)
+        if view is None or not view.live:
+            raise ValueError(f"unknown live view {name!r}; the live views are {', '.join(LIVE_VIEWS)}")
+        if not isinstance(args, Mapping):
+            raise ValueError(f"the arguments of view {name!r} must be an object such as {{\"index\": 3}}")
+        checked[name] = view.check_arguments(dict(args))
+    return checked
+
+
 def describe() -> list[dict]:
     """Every view's row for ``GET /api/views``."""
     return [view.describe() for view in VIEWS.values()]
 
 
-__all__ = ["Argument", "DEFAULT_VIEWS", "FrameClock", "LIVE_VIEWS", "LiveView", "MIN_RATE_HZ", "ON_DEMAND", "VIEWS",
+__all__ = ["Argument", "check_views", "DEFAULT_VIEWS", "FrameClock", "LIVE_VIEWS", "LiveView", "MIN_RATE_HZ", "ON_DEMAND", "VIEWS",
            "VIEW_OF_MESSAGE", "describe"]
