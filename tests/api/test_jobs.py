@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 import pytest
 
-from server.jobs import Frame, Outbox, RunChannel, Scheduler, SchedulerError
+from server.channel import Frame, Outbox, RunChannel
+from server.scheduler import Scheduler, SchedulerError
 from server.schemas import Experiment
 from server.store import Store
 
@@ -246,10 +247,10 @@ async def test_commands_run_between_slices(tmp_path):
         await until(box, of_type("metrics"), seen)
         await h.wait(h.scheduler.command(run.id, "pause"))
         await until(box, of_type("status", state="paused"), seen)
-        step_before = run.session.trainer.step_count
+        step_before = run.session.state.steps
         await h.wait(h.scheduler.command(run.id, "step"))
         metrics = await until(box, of_type("metrics", step=step_before + 1), seen)
-        assert run.session.trainer.step_count == step_before + 1 == metrics["step"]
+        assert run.session.state.steps == step_before + 1 == metrics["step"]
         await h.wait(h.scheduler.command(run.id, "set", lr=0.5))
         assert (await until(box, of_type("hyperparams"), seen))["values"] == {"lr": 0.5}
         with pytest.raises(ValueError, match="positive"):
@@ -260,11 +261,11 @@ async def test_commands_run_between_slices(tmp_path):
             await h.wait(h.scheduler.command(run.id, "probe", probe="nonsense"))
         await h.wait(h.scheduler.command(run.id, "predict", input=[0.1, 0.2]))
         assert (await until(box, of_type("prediction"), seen))["input"] == [0.1, 0.2]
-        assert run.session.trainer.step_count == step_before + 1  # still paused
+        assert run.session.state.steps == step_before + 1  # still paused
         await h.wait(h.scheduler.command(run.id, "resume"))
         await until(box, of_type("status", state="running"), seen)
         await until(box, of_type("metrics", step=step_before + 5), seen)
-        session = run.session
+        session = run.session.session  # the FakeSession inside its in-process handle
         await h.wait(h.scheduler.command(run.id, "stop"))
         assert (await until(box, of_type("final"), seen))["stop_reason"] == "stopped"
         assert session.closed and run.session is None  # stop frees the model at once
@@ -341,7 +342,7 @@ async def test_deleting_an_active_run_frees_its_slot(tmp_path):
         run, box = h.submit(steps=100_000_000)
         await until(box, of_type("summary"))
         waiting, waiting_box = h.submit(steps=20)
-        session = run.session
+        session = run.session.session  # the FakeSession inside its in-process handle
         await h.wait(h.scheduler.delete(run.id))
         assert session.closed and h.scheduler.get(run.id) is None
         await until(waiting_box, of_type("final"))
@@ -355,7 +356,7 @@ async def test_ended_runs_are_released_beyond_the_retention_limit(tmp_path):
     try:
         first, first_box = h.submit(steps=20)
         await until(first_box, of_type("final"))
-        session = h.scheduler.get(first.id).session
+        session = h.scheduler.get(first.id).session.session  # the FakeSession inside its handle
         second, second_box = h.submit(steps=20)
         await until(second_box, of_type("final"))
         while h.scheduler.get(first.id) is not None:  # released at the worker's next housekeeping
