@@ -1,6 +1,7 @@
 """The `dlplay` command.
 
     dlplay [--host H] [--port P] [--open]        start the server and print its URL
+           [--token T]                           beyond loopback (--host 0.0.0.0) an access token is required
     dlplay run EXPERIMENT.json [--steps N]       train headless; JSON Lines on stdout
     dlplay export RUN_OR_EXPERIMENT --format F   PyTorch code, notebook, ONNX, TorchScript or safetensors
 
@@ -120,9 +121,17 @@ def _use_server_threads() -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    from server.config import settings
+    from server.security import exposure_problem
+
+    token = args.token or settings.access_token
+    problem = exposure_problem(args.host, token)
+    if problem:  # before the engine loads: a refusal is instant and names the fix
+        print(f"dlplay: {problem}", file=sys.stderr)
+        return EXIT_INVALID
     from server.app import serve
 
-    serve(args.host, args.port, args.open)
+    serve(args.host, args.port, args.open, token=token)
     return 0
 
 
@@ -133,6 +142,9 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     serve_parser.add_argument("--host", default=settings.host, help=f"interface to listen on (default {settings.host})")
     serve_parser.add_argument("--port", type=int, default=settings.port, help=f"port (default {settings.port})")
     serve_parser.add_argument("--open", action="store_true", help="open the page in a browser")
+    serve_parser.add_argument("--token", default=None, metavar="TOKEN",
+                              help="access token the page asks for (required with a --host beyond loopback; "
+                                   "or set DLPLAY_ACCESS_TOKEN); at least 8 characters")
 
     run_parser = argparse.ArgumentParser(prog="dlplay run", description="Train an experiment headless; JSON Lines on stdout.")
     run_parser.add_argument("experiment", help="an experiment document (JSON), e.g. models/lenet5_mnist.json")
