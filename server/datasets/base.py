@@ -225,6 +225,45 @@ def channel_stats(x: Tensor, kind: str) -> tuple[Tensor, Tensor]:
     return mean.float(), std.float()
 
 
+def split_plan(
+    y: np.ndarray,
+    is_val: np.ndarray | None,
+    *,
+    seed: int,
+    val_fraction: float,
+    cap: int | None = None,
+    train_subset: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which examples train and which validate: (train indices, validation indices) into the full ``y`` (N,).
+
+    Only the labels are needed, never the examples: so a preview can find "the first n
+    training examples" of a large generated set and make only those. Cap (class-balanced),
+    then stratified split (or the family's fixed ``is_val`` mask), then the first
+    ``train_subset`` training examples; both index arrays are in `stratified_order`.
+    """
+    keep = None
+    if cap is not None and cap < len(y):
+        keep = np.sort(stratified_order(y, make_rng(seed, STREAM_CAP))[:cap])
+        y = y[keep]
+        is_val = None if is_val is None else is_val[keep]
+    split_rng = make_rng(seed, STREAM_SPLIT)
+    if is_val is None:
+        train_idx, val_idx = split_indices(y, val_fraction, split_rng)
+    else:
+        train_idx, val_idx = _ordered_parts(y, is_val, split_rng)
+    if train_subset is not None:
+        train_idx = train_idx[:train_subset]
+    if keep is not None:
+        train_idx, val_idx = keep[train_idx], keep[val_idx]
+    return train_idx, val_idx
+
+
+def dataset_nbytes(dataset: Dataset) -> int:
+    """Bytes held by a dataset's tensors (examples, labels and statistics): what a cache of it costs."""
+    tensors = (dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val, dataset.mean, dataset.std)
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
 def assemble(
     raw: RawData,
     *,
@@ -240,24 +279,20 @@ def assemble(
     train_subset: int | None = None,
     preprocessing: str = "none",
 ) -> Dataset:
-    """RawData -> Dataset: cap (class-balanced), split, keep the first ``train_subset``, preprocess from training stats."""
+    """RawData -> Dataset: cap (class-balanced), split, keep the first ``train_subset``, preprocess from training stats.
+
+    Memory: at most the raw examples plus one float32 copy of the kept ones at a time
+    (preprocessing works in place on the fresh train/validation tensors).
+    """
     x, y = raw.x, raw.y
-    is_val = raw.is_val
     if x.shape[0] != y.shape[0] or tuple(x.shape[1:]) != tuple(input_shape):
         raise ValueError(f"{name}: raw data {x.shape}/{y.shape} does not match input shape {input_shape}")
-    if cap is not None and cap < len(y):
-        keep = np.sort(stratified_order(y, make_rng(seed, STREAM_CAP))[:cap])
-        x, y = x[keep], y[keep]
-        is_val = None if is_val is None else is_val[keep]
-
-    split_rng = make_rng(seed, STREAM_SPLIT)
-    if is_val is None:
-        train_idx, val_idx = split_indices(y, val_fraction, split_rng)
-    else:
-        train_idx, val_idx = _ordered_parts(y, is_val, split_rng)
-    if train_subset is not None:
-        train_idx = train_idx[:train_subset]
-
+    if preprocessing not in ("none", "center", "standardize"):
+        raise DataError(
+            f"unknown preprocessing '{preprocessing}'", "use none, center or standardize", culprit=f"dataset '{name}'"
+        )
+    train_idx, val_idx = split_plan(y, raw.is_val, seed=seed, val_fraction=val_fraction, cap=cap,
+                                    train_subset=train_subset)
     x_train = torch.from_numpy(np.ascontiguousarray(x[train_idx], dtype=np.float32))
     x_val = torch.from_numpy(np.ascontiguousarray(x[val_idx], dtype=np.float32))
     y_train = torch.from_numpy(np.ascontiguousarray(y[train_idx], dtype=np.int64))
@@ -268,16 +303,16 @@ def assemble(
         mean, std = channel_stats(x_train, kind)
         if preprocessing == "center":
             std = None
-    elif preprocessing != "none":
-        raise DataError(
-            f"unknown preprocessing '{preprocessing}'", "use none, center or standardize", culprit=f"dataset '{name}'"
-        )
     dataset = Dataset(
         name=name, kind=kind, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
         classes=list(classes), input_shape=tuple(int(s) for s in input_shape),
         mean=mean, std=std, source=source, licence=licence,
     )
     if mean is not None:
-        dataset.x_train = dataset.normalize(x_train)
-        dataset.x_val = dataset.normalize(x_val)
+        # In place on tensors nobody else holds yet: the same arithmetic as Dataset.normalize
+        # (subtract, then divide, in float32), without a second copy of a large set.
+        for x_part in (x_train, x_val):
+            x_part.sub_(dataset._stat(mean, x_part))
+            if std is not None:
+                x_part.div_(dataset._stat(std, x_part))
     return dataset

@@ -67,16 +67,18 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def digits(spec: DataSpec, n: int | None) -> RawData:
-    """scikit-learn's 1,797 8x8 digits (pixel counts 0..16 scaled to [0, 1]) -> (N, 1, 8, 8)."""
-    images, labels = _digits_arrays()
-    return RawData(images, labels)
+def _rows(images: np.ndarray, labels: np.ndarray, only: np.ndarray | None) -> RawData:
+    return RawData(images, labels) if only is None else RawData(images[only], labels[only])
 
 
-def mnist(spec: DataSpec, n: int | None) -> RawData:
-    """5,000 MNIST digits, 500 per class -> (N, 1, 28, 28) in [0, 1]."""
-    images, labels = _mnist_arrays()
-    return RawData(images, labels)
+def digits(spec: DataSpec, n: int | None, only: np.ndarray | None = None) -> RawData:
+    """scikit-learn's 1,797 8x8 digits (pixel counts 0..16 scaled to [0, 1]) -> (N, 1, 8, 8); ``only``: those rows."""
+    return _rows(*_digits_arrays(), only)
+
+
+def mnist(spec: DataSpec, n: int | None, only: np.ndarray | None = None) -> RawData:
+    """5,000 MNIST digits, 500 per class -> (N, 1, 28, 28) in [0, 1]; ``only``: those rows."""
+    return _rows(*_mnist_arrays(), only)
 
 
 @functools.lru_cache(maxsize=1)
@@ -116,22 +118,40 @@ def _photos() -> tuple[np.ndarray, ...]:
             ) from None
 
 
-def photo_patches(spec: DataSpec, n: int | None) -> RawData:
+def photo_layout(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Labels ``(n,)`` and the fixed validation mask ``(n,)`` of ``n`` photo patches, without drawing any.
+
+    Photo k gets ``n // 2`` patches (+1 for the first when n is odd), its last
+    ``round(val_fraction * count)`` of them for validation (at least one left to train).
+    """
+    ys, vals = [], []
+    for label in range(len(PHOTO_FILES)):
+        count = n // 2 + (1 if label < n % 2 else 0)
+        n_val = int(round(val_fraction * count))
+        if 0 < n_val == count:
+            n_val = count - 1  # keep at least one training patch per photo
+        ys.append(np.full(count, label, dtype=np.int64))
+        vals.append(np.arange(count) >= count - n_val)
+    return np.concatenate(ys), np.concatenate(vals)
+
+
+def photo_patches(spec: DataSpec, n: int | None, only: np.ndarray | None = None) -> RawData:
     """``n`` random 32x32 RGB patches, half from each photo, labelled by photo -> (n, 3, 32, 32).
 
     Validation patches come from the right-hand ``val_fraction`` of each photo's width and
     training patches from the rest, so no validation patch overlaps a training patch
     (random patches of one photo overlap heavily, which would let a network memorise).
+    ``only`` (sorted indices): cut just those patches of the n, exactly as the full set has
+    them (the patch positions are drawn for all n: two integers each).
     """
     assert n is not None
     rng = make_rng(spec.seed, STREAM_GENERATE)
-    xs, ys, vals = [], [], []
+    y, is_val = photo_layout(n, spec.val_fraction)
+    xs, offset = [], 0
     for label, photo in enumerate(_photos()):
         height, width, _ = photo.shape
-        count = n // 2 + (1 if label < n % 2 else 0)
-        n_val = int(round(spec.val_fraction * count))
-        if 0 < n_val == count:
-            n_val = count - 1  # keep at least one training patch per photo
+        count = int((y == label).sum())
+        n_val = int(is_val[offset:offset + count].sum())
         boundary = width if n_val == 0 else int(np.clip(round(width * (1 - spec.val_fraction)), PATCH, width - PATCH))
         # Leftmost patch column: training patches lie in [0, boundary), validation ones in [boundary, width).
         left = np.concatenate([
@@ -139,10 +159,14 @@ def photo_patches(spec: DataSpec, n: int | None) -> RawData:
             rng.integers(boundary, width - PATCH + 1, size=n_val),
         ])
         top = rng.integers(0, height - PATCH + 1, size=count)
+        if only is not None:  # this photo's share of the chosen patches
+            mine = only[(only >= offset) & (only < offset + count)] - offset
+            left, top = left[mine], top[mine]
         windows = np.lib.stride_tricks.sliding_window_view(photo, (PATCH, PATCH), axis=(0, 1))  # (H', W', 3, P, P)
         xs.append(windows[top, left])
-        ys.append(np.full(count, label, dtype=np.int64))
-        vals.append(np.arange(count) >= count - n_val)
+        offset += count
     x = np.concatenate(xs).astype(np.float32)
     x /= 255.0  # in place: at 200,000 patches every float copy is 2.4 GB
-    return RawData(x, np.concatenate(ys), is_val=np.concatenate(vals))
+    if only is not None:
+        y, is_val = y[only], is_val[only]
+    return RawData(x, y, is_val=is_val)

@@ -7,8 +7,9 @@ Shapes: a CSV row or an NPZ ``x`` of shape (N, F) is a 2D point when F == 2, a
 1 x s x s image when F == s*s with s >= MIN_IMAGE_SIDE (64 -> 8x8, 784 -> 28x28),
 and a tabular row otherwise. NPZ images may be (N, H, W), (N, C, H, W) or
 channels-last (N, H, W, C), with C = 1 or 3. Image values outside [0, 1] are rescaled
-into it (0..255 -> /255); labels may be any integers and are mapped to 0..K-1 in
-sorted order, the class names being the original values.
+into it (0..255 -> /255); labels may be any integers (up to 2^53 in size) and are mapped to
+0..K-1 in sorted order, the class names being the original values. A CSV's labels may also
+be class names ("setosa", "cat"), sorted alphabetically.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import re
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,16 @@ IMAGE_SIDE_RANGE = (4, 512)  # pixels
 IMAGE_CHANNELS = (1, 3)  # grey or RGB (what display and the image messages support)
 UNCOMPRESSED_FACTOR = 16  # an NPZ may unpack to at most this many times max_bytes (zip bombs)
 NUMERIC_KINDS = "biuf"  # numpy dtype kinds accepted: bool, int, uint, float
+# Numeric labels are class numbers read as float64, which holds every integer below 2^53 exactly; a larger
+# "label" (1e300) is no class number, and cast to int64 it became class "-9223372036854775808".
+MAX_LABEL = 2**53 - 1
+MAX_CLASS_NAME = 64  # characters of a text label (a CSV's class name), as the page shows it in legends
+# How numpy.savez (stored) and numpy.savez_compressed (deflate) write members; other methods are refused
+# before anything is decompressed.
+NPZ_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+# What reading a damaged archive raises: a bad CRC or header (BadZipFile), a corrupt deflate stream
+# (zlib.error), a cut-off member (EOFError), numpy's own checks (ValueError, OSError).
+DAMAGED_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError)
 
 
 @dataclass
@@ -90,9 +102,11 @@ class _Upload:
 def parse_upload(filename: str, data: bytes, *, max_bytes: int, max_examples: int) -> UploadedData:
     """Parse a .csv or .npz upload into validated arrays; raises DataError saying what is wrong and how to fix it.
 
-    CSV: one example per row, numeric features, an integer label in the column named
-    "label" (any case) or else the last column; a header row is optional (recognised by a
-    non-numeric cell); comma, semicolon or tab separated. NPZ: arrays ``x`` and ``y``.
+    CSV: one example per row, numeric features, a label in the column named "label" (any
+    case) or else the last column: an integer class number, or a class name (then every label
+    is a name); a header row is optional (recognised by a non-numeric cell outside the label
+    column, or one above numeric labels); comma, semicolon or tab separated. NPZ: arrays ``x``
+    and ``y``.
     """
     up = _Upload(filename)
     if len(data) == 0:
@@ -146,7 +160,7 @@ def _parse_csv(up: _Upload, data: bytes, max_examples: int) -> tuple[np.ndarray,
     rows = [(number, [cell.strip() for cell in next(csv.reader([line], delimiter=delimiter))]) for number, line in lines]
 
     header: list[str] | None = None
-    if not all(_is_number(cell) for cell in rows[0][1]):
+    if _is_header(rows):
         header = rows[0][1]
         rows = rows[1:]
     if not rows:
@@ -169,25 +183,66 @@ def _parse_csv(up: _Upload, data: bytes, max_examples: int) -> tuple[np.ndarray,
         names = [name.strip().lower() for name in header]
         if "label" in names:
             label_column = names.index("label")
+    feature_rows = [cells[:label_column] + cells[label_column + 1 :] for _, cells in rows]
     try:
-        values = np.array([cells for _, cells in rows], dtype=np.float64)
-    except ValueError:  # numpy's parser is stricter than float(); find the culprit cell the slow way
-        values = np.empty((len(rows), width), dtype=np.float64)
+        features = np.array(feature_rows, dtype=np.float64).reshape(len(rows), width - 1)
+    except ValueError:  # numpy's parser is stricter than float() ("1_000"); parse cell by cell, naming a culprit
+        features = np.empty((len(rows), width - 1), dtype=np.float64)
         for r, (number, cells) in enumerate(rows):
             for column, cell in enumerate(cells):
+                if column == label_column:
+                    continue
                 try:
-                    values[r, column] = float(cell)
+                    features[r, column - (column > label_column)] = float(cell)
                 except ValueError:
-                    what = "the label" if column == label_column else f"column {column + 1}"
                     raise up.error(
-                        f"line {number}, {what}: '{cell[:40]}' is not a number",
-                        "use numbers only (labels as integers 0, 1, 2, ...); a header may only be the first line",
+                        f"line {number}, column {column + 1}: '{cell[:40]}' is not a number",
+                        "use numbers only for the features (the label may be a class name); "
+                        "a header may only be the first line",
                     ) from None
-    features = np.delete(values, label_column, axis=1)
-    labels = values[:, label_column]
-    line_numbers = np.array([number for number, _ in rows])
-    _check_label_values(up, labels, lambda i: f"line {line_numbers[i]}")
+    line_numbers = [number for number, _ in rows]
+    labels = _csv_labels(up, [cells[label_column] for _, cells in rows], line_numbers)
     return features, labels, []
+
+
+def _is_header(rows: list[tuple[int, list[str]]]) -> bool:
+    """Whether the first row names the columns rather than holding an example.
+
+    A row with text outside its last cell is a header. A row whose only text is its last cell is a
+    header above numeric labels ("x,y,label" over "0.5,1.2,1"), and an example when the labels below
+    are class names too ("5.1,3.5,setosa" over "4.9,3.0,setosa").
+    """
+    first = rows[0][1]
+    if all(_is_number(cell) for cell in first):
+        return False
+    if any(not _is_number(cell) for cell in first[:-1]) or len(rows) == 1:
+        return True
+    return _is_number(rows[1][1][-1]) if rows[1][1] else True
+
+
+def _csv_labels(up: _Upload, cells: list[str], line_numbers: list[int]) -> np.ndarray:
+    """The label column: float64 class numbers (checked integral and in range), or str class names; not a mix."""
+    numeric = [_is_number(cell) for cell in cells]
+    if all(numeric):
+        labels = np.array(cells, dtype=np.float64)
+        _check_label_values(up, labels, lambda i: f"line {line_numbers[i]}")
+        return labels
+    if any(numeric):  # "0, 1, cat": most likely a typo among class numbers
+        i = numeric.index(False)
+        raise up.error(
+            f"line {line_numbers[i]}, the label: '{cells[i][:40]}' is not a number, but {sum(numeric):,} other labels are",
+            "use class numbers (0, 1, 2, ...) throughout, or class names ('cat', 'dog') throughout",
+        )
+    for i, cell in enumerate(cells):
+        if not cell:
+            raise up.error(f"line {line_numbers[i]}: the label is empty", "give every row a label")
+        if len(cell) > MAX_CLASS_NAME:
+            raise up.error(
+                f"line {line_numbers[i]}: the label '{cell[:40]}...' is {len(cell)} characters long; "
+                f"class names may have at most {MAX_CLASS_NAME}",
+                "use short class names, or class numbers 0, 1, 2, ...",
+            )
+    return np.array(cells, dtype=np.str_)
 
 
 # ---------------------------------------------------------------------------
@@ -232,7 +287,7 @@ def _parse_npz(up: _Upload, data: bytes, max_bytes: int, max_examples: int) -> t
     limit = UNCOMPRESSED_FACTOR * max_bytes
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+    except DAMAGED_ZIP_ERRORS:
         raise up.error("is not a valid .npz archive", "save it with numpy.savez or numpy.savez_compressed") from None
     with archive:
         members = [name[:-4] for name in archive.namelist() if name.endswith(".npy")]
@@ -242,8 +297,15 @@ def _parse_npz(up: _Upload, data: bytes, max_bytes: int, max_examples: int) -> t
                 f"has arrays {sorted(members)} but no {' and no '.join(repr(k) for k in missing)}",
                 "save with np.savez(file, x=examples, y=labels)",
             )
-        x_shape, _ = _vet_member(up, archive, "x", limit)
-        y_shape, _ = _vet_member(up, archive, "y", limit)
+        for key in ("x", "y"):
+            _check_member_format(up, archive.getinfo(f"{key}.npy"), key)
+        try:
+            x_shape, _ = _vet_member(up, archive, "x", limit)
+            y_shape, _ = _vet_member(up, archive, "y", limit)
+        except DataError:  # a ValueError too, but already the clear one
+            raise
+        except DAMAGED_ZIP_ERRORS as error:
+            raise _damaged(up, error) from None
     if not 2 <= len(x_shape) <= 4:
         raise up.error(
             f"x has shape {x_shape}; accepted are (N, features), (N, H, W), (N, C, H, W) and (N, H, W, C)",
@@ -264,8 +326,8 @@ def _parse_npz(up: _Upload, data: bytes, max_bytes: int, max_examples: int) -> t
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             x = arrays["x"]
             labels = arrays["y"].reshape(-1)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
-        raise up.error(f"cannot be read ({error})", "save it again with numpy.savez") from None
+    except DAMAGED_ZIP_ERRORS as error:
+        raise _damaged(up, error) from None
 
     notes: list[str] = []
     if x.ndim == 4 and x.shape[1] not in IMAGE_CHANNELS and x.shape[3] in IMAGE_CHANNELS:
@@ -273,9 +335,39 @@ def _parse_npz(up: _Upload, data: bytes, max_bytes: int, max_examples: int) -> t
         notes.append(f"x read as channels-last (N, H, W, C) and moved to (N, C, H, W) = {x.shape}")
     if x.ndim == 3:
         x = x[:, None]
+    if labels.dtype.kind in "iu":  # checked before float64 rounds an int64 beyond 2^53
+        huge = np.flatnonzero((labels > MAX_LABEL) | (labels < -MAX_LABEL) if labels.dtype.kind == "i" else labels > MAX_LABEL)
+        if huge.size:
+            i = int(huge[0])
+            raise up.error(
+                f"example {i + 1}: label {labels[i]} is out of range; class numbers may be at most 2^53 - 1 = {MAX_LABEL:,} "
+                f"in size ({huge.size:,} such labels)",
+                "labels are class numbers 0, 1, 2, ...",
+            )
     labels = labels.astype(np.float64)
     _check_label_values(up, labels, lambda i: f"example {i + 1}")
     return x, labels, notes
+
+
+def _check_member_format(up: _Upload, info: zipfile.ZipInfo, key: str) -> None:
+    """Refuse encrypted members and compression numpy never writes, before reading a byte of them."""
+    if info.flag_bits & 0x1:
+        raise up.error(f"array '{key}' is encrypted", "save it without a password, with numpy.savez")
+    if info.compress_type not in NPZ_METHODS:
+        raise up.error(
+            f"array '{key}' is compressed with zip method {info.compress_type}; numpy archives are "
+            f"{' or '.join(NPZ_METHODS.values())}",
+            "save it with numpy.savez or numpy.savez_compressed",
+        )
+
+
+def _damaged(up: _Upload, error: Exception) -> DataError:
+    """The error for an archive that breaks while being read (a wrong CRC, a cut-off or corrupt member)."""
+    detail = str(error) or type(error).__name__
+    return up.error(
+        f"is damaged: {detail[:200]} (the file changed or was cut short after it was saved)",
+        "save it again with numpy.savez and upload the new file",
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -284,12 +376,21 @@ def _parse_npz(up: _Upload, data: bytes, max_bytes: int, max_examples: int) -> t
 
 
 def _check_label_values(up: _Upload, labels: np.ndarray, where) -> None:
+    """Numeric labels (float64) must be integers of at most ``MAX_LABEL`` in size; ``where(i)`` names example i."""
     bad = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))
     if bad.size:
         i = int(bad[0])
         raise up.error(
             f"{where(i)}: label {labels[i]:g} is not an integer ({bad.size:,} such labels)",
-            "labels are class numbers: 0, 1, 2, ...",
+            "labels are class numbers 0, 1, 2, ... (or, in a CSV, class names)",
+        )
+    huge = np.flatnonzero(np.abs(labels) > MAX_LABEL)
+    if huge.size:
+        i = int(huge[0])
+        raise up.error(
+            f"{where(i)}: label {labels[i]:g} is out of range; class numbers may be at most 2^53 - 1 = {MAX_LABEL:,} "
+            f"in size ({huge.size:,} such labels)",
+            "labels are class numbers 0, 1, 2, ... (or, in a CSV, class names)",
         )
 
 
@@ -323,7 +424,8 @@ def _finish(up: _Upload, x: np.ndarray, labels: np.ndarray, notes: list[str]) ->
             f"example {i + 1} contains NaN or infinity ({int((~finite).sum()):,} such values)",
             "fill or drop missing values before uploading",
         )
-    values, y = np.unique(labels.astype(np.int64), return_inverse=True)
+    # Class names (a CSV's text labels) sort alphabetically, class numbers numerically.
+    values, y = np.unique(labels if labels.dtype.kind == "U" else labels.astype(np.int64), return_inverse=True)
     if len(values) < MIN_CLASSES:
         raise up.error(
             f"has a single class ({values[0]}); classification needs at least {MIN_CLASSES}",
@@ -361,9 +463,15 @@ def upload_id_of(uploaded: UploadedData) -> str:
     return digest.hexdigest()[:16]
 
 
-def save_upload(uploaded: UploadedData, uploads_dir: Path) -> str:
-    """Store ``uploaded`` as ``<uploads_dir>/<id>.npz`` (no pickles) and return its id; idempotent."""
-    upload_id = upload_id_of(uploaded)
+def save_upload(uploaded: UploadedData, uploads_dir: Path, *, upload_id: str | None = None) -> str:
+    """Store ``uploaded`` as ``<uploads_dir>/<id>.npz`` (no pickles) and return its id; idempotent.
+
+    The id defaults to `upload_id_of` (the content hash); the upload store passes one that
+    also depends on the owner, so two sessions uploading the same file get two uploads.
+    """
+    upload_id = upload_id_of(uploaded) if upload_id is None else upload_id
+    if not UPLOAD_ID.fullmatch(upload_id):
+        raise ValueError(f"an upload id is 8 to 32 lowercase hex digits, got {upload_id!r}")
     uploads_dir = Path(uploads_dir)
     uploads_dir.mkdir(parents=True, exist_ok=True)
     path = uploads_dir / f"{upload_id}.npz"

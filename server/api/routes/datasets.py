@@ -1,19 +1,33 @@
-"""GET /api/datasets and /api/datasets/{name}/preview: what the data looks like before training."""
+"""GET /api/datasets and /api/datasets/{name}/preview: what the data looks like before training.
+
+A preview makes only the examples it shows (``preview_spec``), or reads them from the
+dataset cache when the spec is loaded already; it never adds to the cache, so a plain
+GET cannot pin memory. A spec too large to train on is refused here as in validation.
+"""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from server import protocol
-from server.api.deps import DatasetCache, get_datasets, get_store
-from server.datasets import DATASETS, DataError, preview
+from server.api.deps import DatasetCache, get_datasets, get_session_id, get_store, get_uploads
+from server.api.openapi import errors
+from server.data_cache import DatasetBusy, DatasetTooLarge
+from server.datasets import DATASETS, UPLOAD_PREFIX, DataError, preview
+from server.datasets.catalog import dataset_bytes
+from server.datasets.preview import preview_spec
 from server.schemas import DataSpec
 from server.store import Store
+from server.uploads import UploadStore
 
 router = APIRouter(tags=["datasets"])
 
+# Previews being made at once, process-wide (the CPU is): the rest wait up to PREVIEW_WAIT_SECONDS, then 503.
+_PREVIEW_SLOT = threading.BoundedSemaphore(1)
+PREVIEW_WAIT_SECONDS = 10.0
 MAX_PREVIEW = 256  # examples per preview: a page of thumbnails, not a download
 
 
@@ -22,7 +36,20 @@ def datasets() -> list[dict[str, Any]]:
     return [info.to_dict() for info in DATASETS.values()]
 
 
-@router.get("/datasets/{name}/preview", summary="The first n training examples: PNG images or 2D points")
+def data_http_error(error: DataError) -> HTTPException:
+    """A DataError as HTTP: 404 for a missing dataset or upload, 413 too large, 503 busy, else 400."""
+    if isinstance(error, DatasetTooLarge):
+        status = 413
+    elif isinstance(error, DatasetBusy):
+        status = 503
+    elif error.problem.startswith("no such"):
+        status = 404
+    else:
+        status = 400
+    return HTTPException(status_code=status, detail=str(error))
+
+
+@router.get("/datasets/{name}/preview", responses=errors(400, 404, 413, 503), summary="The first n training examples: PNG images or 2D points")
 def dataset_preview(
     name: str,
     n: int = Query(64, ge=1, le=MAX_PREVIEW, description="how many examples"),
@@ -31,17 +58,36 @@ def dataset_preview(
     n_samples: int | None = Query(None, ge=4, le=200_000, description="generated sets: how many to make"),
     cache: DatasetCache = Depends(get_datasets),
     store: Store = Depends(get_store),
+    uploads: UploadStore = Depends(get_uploads),
+    session_id: str = Depends(get_session_id),
 ) -> dict[str, Any]:
     spec = DataSpec(name=name, seed=seed, **{k: v for k, v in (("noise", noise), ("n_samples", n_samples)) if v is not None})
     try:
-        dataset = cache.get(spec, store.uploads_dir)
+        uploads.check_access(spec, session_id)  # another session's upload is a missing one
+        cache.estimate(spec, store.uploads_dir)  # a set too large to train on is not previewed either
+        dataset = cache.peek(spec)
+        if dataset is not None:
+            view = preview(dataset, n)
+            view.update(name=dataset.name, input_shape=list(dataset.input_shape), n_train=dataset.n_train,
+                        n_val=dataset.n_val)
+        else:
+            # Generated and built-in sets make only the n examples shown; an upload is read whole (a large one
+            # waits its turn with the large loads).
+            cost = dataset_bytes(spec, uploads_dir=store.uploads_dir) if name.startswith(UPLOAD_PREFIX) else 0
+            # One preview is made at a time: a flood of them (any page can fire GETs) then takes at most one
+            # core from training, however many arrive (bench/bench_abuse.py, preview_flood).
+            if not _PREVIEW_SLOT.acquire(timeout=PREVIEW_WAIT_SECONDS):
+                raise HTTPException(status_code=503, detail="the server is busy making other previews; try again "
+                                    "in a moment")
+            try:
+                with cache.large_load(cost, name):
+                    view = preview_spec(spec, n, uploads_dir=store.uploads_dir)
+            finally:
+                _PREVIEW_SLOT.release()
     except DataError as error:
-        raise HTTPException(status_code=404 if error.problem == "no such dataset" else 400, detail=str(error)) from None
-    view = preview(dataset, n)
-    out: dict[str, Any] = {
-        "name": dataset.name, "kind": view["kind"], "classes": view["classes"], "labels": view["labels"],
-        "input_shape": list(dataset.input_shape), "n_train": dataset.n_train, "n_val": dataset.n_val,
-    }
+        raise data_http_error(error) from None
+    out: dict[str, Any] = {key: view[key] for key in
+                           ("name", "kind", "classes", "labels", "input_shape", "n_train", "n_val")}
     if view["kind"] == "image":
         out["images"] = [protocol.encode_image(image) for image in view["images"]]
     elif view["kind"] == "2d":
