@@ -233,14 +233,23 @@ ProbeKind = named_type(
 # the client whose command caused them and carry no seq; "stream" errors are part of a run's
 # stream (stamped, seen by every subscriber, replayed on subscribe).
 ERROR_CODES: dict[str, str] = {
-    "bad_session": "reply: the websocket's ?session= is not 8 to 64 letters, digits, '-' or '_'; "
-                   "the socket then closes (1008)",
-    "too_large": "reply: a command longer than the server's max_message_bytes",
+    "bad_session": "reply: the websocket's ?session= is not a session token this server issued (POST /api/session "
+                   "gives one); the socket then closes (1008)",
+    "too_many_sessions": "reply: a websocket without a session, from an address that has been issued "
+                         "max_sessions_per_ip_per_hour sessions in the last hour; the socket then closes (1008)",
+    "too_large": "reply: a command longer than the server's max_message_bytes; reply to `start`: the run would need "
+                 "more memory (max_run_memory_bytes) or more multiply-adds per step (max_step_macs) than the server "
+                 "allows at its real batch size (server/cost.py: the message names the largest layer and the fix)",
+    "too_busy": "reply: this connection already has 16 commands being carried out, or the run has a heavy probe "
+                "(gradient_check, fgsm_sweep, optimizer_race, saliency) still being computed, or too many commands "
+                "waiting; wait for the replies",
     "bad_frame": "reply: a binary websocket frame; commands are JSON text frames",
-    "bad_json": "reply: a command that is not JSON",
+    "bad_json": "reply: a command that is not JSON, uses NaN or Infinity (not JSON), or nests arrays and objects "
+                "more than 32 levels deep (protocol.MAX_COMMAND_DEPTH)",
     "bad_command": 'reply: JSON that is not an object such as {"cmd": "ping"}',
     "unknown_command": "reply: a `cmd` the server does not know",
-    "bad_arguments": "reply: a command's arguments are missing or wrong (no run_id, a bad after_seq, set without a value, "
+    "bad_arguments": "reply: a command's arguments are missing or wrong (a number out of range: an integer beyond "
+                     "64 bits or a literal such as 1e999 that reads as infinity; no run_id, a bad after_seq, set without a value, "
                      "an unknown view or view argument, a probe's index or class out of range, a predict input of the "
                      "wrong size, a value the trainer refuses); stream: a watched view stopped applying (e.g. its "
                      "example index is beyond the validation split)",
@@ -248,7 +257,8 @@ ERROR_CODES: dict[str, str] = {
     "invalid_experiment": "reply to `start`: the document does not validate (every problem in `errors`); "
                           "stream: the run could not be built on its device",
     "no_cuda": "reply to `start`: train.device is cuda and the server has no CUDA GPU",
-    "too_many_runs": "reply to `start`: this session already has its maximum of runs training and waiting",
+    "too_many_runs": "reply to `start`: this session already has its maximum of runs training and waiting, or this "
+                     "address has max_runs_per_ip across its sessions",
     "server_busy": "reply to `start`: the server's queue is full",
     "shutting_down": "reply to `start`: the server is shutting down",
     "queued": "reply: a run command other than `stop` while the run waits in the queue",
@@ -257,9 +267,15 @@ ERROR_CODES: dict[str, str] = {
     "run_ended": "reply: the command needs an active run and this one has ended",
     "run_closed": "reply to `probe`/`predict`: the run has ended and its model is no longer loaded",
     "not_in_memory": "reply: the run is no longer in the server's memory (ended long ago, or the server restarted)",
-    "out_of_memory": "reply to `probe`: the probe ran out of GPU memory; stream: the run did, and failed",
-    "command_failed": "reply: a command failed on an unexpected server error (the message names the exception)",
+    "out_of_memory": "reply to `probe`: the probe ran out of memory; stream: the run did (its process may allocate "
+                     "max_run_memory_bytes; or the GPU's), and failed alone",
+    "command_failed": "reply: a command failed on an unexpected server error, a bug (the message names the exception, "
+                      "the server logs it); nothing a client sends should cause it",
     "run_failed": "stream: the run crashed on an unexpected error; `final` and `status failed` follow",
+    "busy": "stream: the run could not get its dataset in time, because another large one was being made "
+            "(data_cache.DatasetBusy); `final` and `status failed` follow; start it again in a moment",
+    "run_crashed": "stream: the run's process ended without a word (killed from outside, or a crash in native code); "
+                   "`final` and `status failed` follow, the other runs go on",
     "run_finished": "stream: `step` on a run that has already ended",
     "time_limit": "stream: the run reached the server's max_run_seconds and was stopped; `final` follows",
 }
@@ -352,6 +368,14 @@ class DatasetInfo(WireModel):
     licence: str = Field(description="the data's licence")
 
 
+class LoadedWeights(WireModel):
+    """Saved weights a run started from (``train.init_from``), as the trainer applied them."""
+
+    run_id: Optional[str] = Field(description="the run whose weights were loaded; null for an uploaded file")
+    upload_id: Optional[str] = Field(description="the uploaded .safetensors file; null for a run's weights")
+    layers: list[str] = Field(description="the layers whose weights were loaded (the others kept their fresh init)")
+
+
 class SummaryMsg(Envelope):
     """The first message of a run's training: the data and the network.
 
@@ -384,6 +408,10 @@ class SummaryMsg(Envelope):
     network: NetworkSummary = Field(description="the network's layers, shapes and costs")
     steps_per_epoch: int = Field(description="optimizer steps per pass over the training set")
     total_steps: Optional[int] = Field(description="steps the run will take; null when it trains until stopped")
+    frozen: list[str] = omittable("layers whose parameters are not trained (train.freeze); absent: none")
+    loaded_from: Optional[LoadedWeights] = omittable(
+        "where saved weights came from (train.init_from: transfer learning); absent or null: a fresh initialization"
+    )
 
 
 class MetricsMsg(Envelope):
@@ -1108,7 +1136,7 @@ class OptimizerRaceMsg(Envelope):
     model_config = example({
         "type": "optimizer_race", "run_id": "3f2a9c1e", "seq": 40, "t": 12.5,
         "function": "valley", "title": "A long narrow valley", "formula": "0.05 x² + 5 y²",
-        "extent": [-10.0, 10.0, -2.5, 2.5], "start": [-9.0, 1.5], "minima": [[0.0, 0.0]], "steps": 2,
+        "extent": [-10.0, 10.0, -2.5, 2.5], "start": [-9.0, 1.5], "minima": [[0.0, 0.0]], "min_value": 0.0, "steps": 2,
         "surface": {"w": 128, "h": 128, "c": 1, "png": "iVBORw0KGgoAAAANSUhEUgAAAIAAAACA..."},
         "racers": [{"optimizer": "sgd", "lr": 0.18, "points": [[-9.0, 1.5], [-8.838, -1.2], [-8.67892, 0.96]],
                     "losses": [15.3, 11.1055, 8.37418], "evaluations": 2, "diverged_at": None},
@@ -1123,6 +1151,7 @@ class OptimizerRaceMsg(Envelope):
     extent: tuple[float, float, float, float] = Field(description="[x0, x1, y0, y1]: the region drawn")
     start: tuple[float, float] = Field(description="[x, y] where every racer starts")
     minima: list[tuple[float, float]] = Field(description="[x, y] of each global minimum")
+    min_value: float = omittable("f at the global minima (the value a racer that arrived reaches)")
     steps: int = Field(description="steps each racer was given")
     surface: Image = Field(description="log(1 + f - min) over the extent, grey, 255 = highest")
     racers: list[RacerPath] = Field(description="one path per optimizer")

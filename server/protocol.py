@@ -16,7 +16,9 @@ Images travel as PNG (base64 inside the JSON object), never as lists of floats.
 from __future__ import annotations
 
 import base64
+import json
 import math
+import re
 import struct
 import time
 import zlib
@@ -190,6 +192,166 @@ def downsample(points: Sequence[Any], max_points: int = DEFAULT_MAX_POINTS) -> l
 
 def error_message(code: str, message: str) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": message}
+
+
+# ---------------------------------------------------------------------------
+# Commands: the client's text frames, decoded safely
+# ---------------------------------------------------------------------------
+
+# Arrays and objects may nest this many levels in one command. The deepest real command, `start`
+# with an experiment document (a lesson's compared values inside its steps), nests under 10; the
+# limit stops a hostile frame (10,000 "[") before the JSON decoder recurses into it.
+MAX_COMMAND_DEPTH = 32  # levels
+
+# An integer in a command must fit in 64 bits: every count, index and seed the server takes does,
+# and a bigger one (1 followed by 400 zeros) cannot even be turned into a float.
+MAX_COMMAND_INT = 2**63 - 1
+
+# Strings and escapes hide brackets from the depth count: ``"[[["`` is one string, not three levels.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_OPENERS = np.frombuffer(b"[{", np.uint8)
+_CLOSERS = np.frombuffer(b"]}", np.uint8)
+
+
+class CommandError(ValueError):
+    """A command a client got wrong: becomes ``{"type": "error", "code", "message"}`` (PROTOCOL.md, Error codes).
+
+    ``code`` is one of ``messages.ERROR_CODES``; ``message`` names the culprit and the fix. ``request_id``
+    and ``run_id`` are the command's, when it was read far enough to know them.
+    """
+
+    def __init__(self, code: str, message: str, *, request_id: Any = None, run_id: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.run_id = run_id
+
+
+class OutOfRange(float):
+    """A JSON number no command field can take, as the decoder hands it on: infinity, plus the literal.
+
+    Inside an experiment document it stays infinity, which the schema refuses with the field's path
+    (``Spec`` forbids non-finite floats); anywhere else ``decode_command`` refuses the command.
+    """
+
+    literal: str
+
+    def __new__(cls, literal: str) -> "OutOfRange":
+        number = super().__new__(cls, math.inf if not literal.startswith("-") else -math.inf)
+        number.literal = literal
+        return number
+
+
+# More digits than any 64-bit integer has (2**64 has 20): such a literal is not even converted (Python
+# refuses to convert over 4,300 digits at all, and a million would take seconds).
+_MAX_INT_DIGITS = 20
+
+
+def _parse_int(literal: str) -> int | float:
+    if len(literal.lstrip("-")) > _MAX_INT_DIGITS:
+        return OutOfRange(literal)
+    value = int(literal)
+    return value if -MAX_COMMAND_INT <= value <= MAX_COMMAND_INT else OutOfRange(literal)
+
+
+def _parse_float(literal: str) -> float:
+    value = float(literal)
+    return value if value - value == 0.0 else OutOfRange(literal)  # only inf - inf is not 0 (NaN has no literal)
+
+
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in the JSON ``text`` (0 for a bare number or string), without parsing it.
+
+    Counts brackets outside strings in one vectorized pass: a 2 MB frame costs milliseconds and no
+    recursion. For malformed text the count is still a depth the decoder would have to reach.
+    """
+    skeleton = np.frombuffer(_JSON_STRING.sub('""', text).encode("utf-8"), np.uint8)
+    steps = np.isin(skeleton, _OPENERS).astype(np.int32) - np.isin(skeleton, _CLOSERS).astype(np.int32)
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number; send a finite number (or null where a field allows it)")
+
+
+def decode_command(text: str, *, max_bytes: int, checked_elsewhere: tuple[str, ...] = ("experiment",)) -> dict[str, Any]:
+    """A client's text frame as a command object; raises ``CommandError`` saying what is wrong.
+
+    Codes: ``too_large`` (more than ``max_bytes`` UTF-8 bytes), ``bad_json`` (not JSON, the
+    non-standard ``NaN``/``Infinity``, or nested deeper than ``MAX_COMMAND_DEPTH``),
+    ``bad_command`` (JSON that is not an object), ``bad_arguments`` (a number out of range: an
+    integer beyond 64 bits, or a literal too large for a double such as ``1e999``; the error
+    names its field). The top-level fields in ``checked_elsewhere`` keep their ``OutOfRange``
+    numbers for their own validation (an experiment document's schema names the path).
+    """
+    if len(text) > max_bytes or len(text.encode("utf-8")) > max_bytes:  # a character is at least one byte
+        raise CommandError("too_large", f"a command may be at most {max_bytes:,} bytes; this one is {len(text.encode('utf-8')):,}")
+    # A frame with fewer brackets than the limit cannot nest deeper (the common case, counted at C speed).
+    if text.count("[") + text.count("{") > MAX_COMMAND_DEPTH:
+        depth = json_depth(text)
+        if depth > MAX_COMMAND_DEPTH:
+            raise CommandError("bad_json", f"a command may nest arrays and objects at most {MAX_COMMAND_DEPTH} levels "
+                                           f"deep; this one nests {depth:,}")
+    out_of_range = False
+
+    def parse_int(literal: str) -> int | float:
+        nonlocal out_of_range
+        value = _parse_int(literal)
+        out_of_range = out_of_range or isinstance(value, OutOfRange)
+        return value
+
+    def parse_float(literal: str) -> float:
+        nonlocal out_of_range
+        value = _parse_float(literal)
+        out_of_range = out_of_range or isinstance(value, OutOfRange)
+        return value
+
+    try:
+        command = json.loads(text, parse_constant=_reject_constant, parse_int=parse_int, parse_float=parse_float)
+    except (ValueError, RecursionError) as error:  # RecursionError: cannot happen below MAX_COMMAND_DEPTH; kept as a guard
+        raise CommandError("bad_json", f"a command must be JSON: {error}") from None
+    if not isinstance(command, dict):
+        raise CommandError("bad_command", 'a command is a JSON object such as {"cmd": "ping"}')
+    if out_of_range:
+        culprit = _find_out_of_range(command, checked_elsewhere)
+        if culprit is not None:
+            path, number = culprit
+            where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+            name = command.get("cmd")
+            if isinstance(name, str) and 0 < len(name) <= 40:
+                where = f"{name} {where}"
+            request_id = None if path[0] == "id" else command.get("id")
+            raise CommandError("bad_arguments", f"{where}: {_number_problem(number)}", request_id=request_id,
+                               run_id=command.get("run_id") if isinstance(command.get("run_id"), str) else None)
+    return command
+
+
+def _number_problem(number: OutOfRange) -> str:
+    """Why an out-of-range number cannot be taken, and what can."""
+    literal = number.literal.lstrip("-")
+    if "." in literal or "e" in literal.lower():
+        return (f"{number.literal[:24]} is too large for a double (it would read as infinity); "
+                "numbers must be finite, at most about 1.8e308")
+    return (f"an integer of {len(literal):,} digits is out of range; integers must fit in 64 bits "
+            f"(-{MAX_COMMAND_INT:,} to {MAX_COMMAND_INT:,})")
+
+
+def _find_out_of_range(command: dict[str, Any], skip: tuple[str, ...]) -> tuple[tuple[Any, ...], OutOfRange] | None:
+    """The path (keys and list indices) and value of an ``OutOfRange`` number outside the ``skip`` fields.
+
+    Runs only when the decoder met one; walks without recursion.
+    """
+    stack: list[tuple[tuple[Any, ...], Any]] = [((key,), value) for key, value in command.items() if key not in skip]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, OutOfRange):
+            return path, value
+        if isinstance(value, dict):
+            stack.extend(((*path, key), item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*path, index), item) for index, item in enumerate(value))
+    return None
 
 
 def status_message(state: str, **extra: Any) -> dict[str, Any]:
@@ -472,7 +634,8 @@ def optimizer_race_message(race: Any, surface: np.ndarray) -> dict[str, Any]:
     return {
         "type": "optimizer_race", "function": fn.name, "title": fn.title, "formula": fn.formula,
         "extent": [clean_float(v) for v in fn.extent], "start": [clean_float(v) for v in race.start],
-        "minima": [[clean_float(x), clean_float(y)] for x, y in fn.minima], "steps": int(race.steps),
+        "minima": [[clean_float(x), clean_float(y)] for x, y in fn.minima], "min_value": clean_float(fn.min_value),
+        "steps": int(race.steps),
         "surface": _heat(surface),
         "racers": [
             {"optimizer": t.optimizer, "lr": clean_float(t.lr), "points": jsonable(t.points), "losses": jsonable(t.losses),

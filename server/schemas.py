@@ -21,12 +21,17 @@ import copy
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 
 class Spec(BaseModel):
-    """Base of every document part: unknown fields are errors, not silently ignored."""
+    """Base of every document part: unknown fields are errors, not silently ignored.
 
-    model_config = ConfigDict(extra="forbid")
+    So are NaN and infinity: JSON has neither, but decoders read ``1e999`` as infinity, and an
+    infinite learning rate or clip would only fail later, inside a run.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _kind_shorthand(value: Any) -> Any:
@@ -386,6 +391,11 @@ class AugmentSpec(Spec):
     noise_std: float = Field(0.0, ge=0.0, le=10.0, description="add N(0, std^2) noise to the (preprocessed) input")
 
 
+# Seeds are what torch.manual_seed takes: a 64-bit integer, signed or unsigned. A larger one passed
+# validation and then failed inside the run ("Overflow when unpacking long").
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
+
 class DataSpec(Spec):
     name: str = Field(description="a dataset from the registry (see GET /api/registry), or 'upload:<id>'")
     n_samples: int | None = Field(None, ge=4, le=200_000, description="generated sets: how many points/images; real sets: a cap")
@@ -396,7 +406,7 @@ class DataSpec(Spec):
         "none", description="per-channel mean-centering, or centering and division by the std, from training statistics"
     )
     augmentation: AugmentSpec = Field(default_factory=AugmentSpec)
-    seed: int = Field(0, description="seed of generation and of the train/validation split")
+    seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX, description="seed of generation and of the train/validation split")
 
 
 # ---------------------------------------------------------------------------
@@ -607,7 +617,7 @@ class TrainConfig(Spec):
     log_every: int = Field(10, ge=1, le=100_000, description="emit a metrics point every N steps")
     explosion_factor: float = Field(3.0, gt=1.0, description="stop when the loss exceeds this multiple of its first value")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")
-    seed: int = 0
+    seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX, description="seed of the initial weights, the batches, augmentation and dropout")
     init_from: InitFromSpec | None = Field(None, description="start from saved weights (issue 12); null: fresh init")
 
     @model_validator(mode="after")
@@ -725,6 +735,23 @@ class LessonSpec(Spec):
     steps: list[LessonStep] = Field(min_length=1, max_length=20)
 
 
+def document_error(path: str, problem: str, fix: str) -> PydanticCustomError:
+    """A cross-field problem found by a model validator, with the field it is about.
+
+    pydantic locates such an error at the model itself; ``path`` (dotted, from the document's root)
+    and ``fix`` travel in its context so POST /api/validate reports them like a field's error.
+    """
+    return PydanticCustomError("document", "{problem}", {"problem": problem, "path": path, "fix": fix})
+
+
+def _error_path(error: Any) -> str:
+    """The dotted path of one pydantic error: its ``loc``, or the field a ``document_error`` names."""
+    path = ".".join(map(str, error["loc"]))
+    if error["type"] == "document":
+        path = ".".join(filter(None, (path, error["ctx"]["path"])))
+    return path
+
+
 def apply_changes(document: dict[str, Any], changes: list[LessonChange]) -> dict[str, Any]:
     """A copy of ``document`` (an experiment as JSON) with each change made in order.
 
@@ -777,7 +804,7 @@ def lesson_documents(experiment: "Experiment") -> list["Experiment"]:
                 for value in step.compare.values:
                     Experiment.model_validate(apply_changes(document, [LessonChange(path=step.compare.path, value=value)]))
         except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}" for e in error.errors())
+            problems = "; ".join(f"{_error_path(e) or 'document'}: {e['msg']}" for e in error.errors())
             raise ValueError(f"lesson step {number} leaves an invalid document ({problems})") from None
         except ValueError as error:
             raise ValueError(f"lesson step {number}: {error}") from None
@@ -796,6 +823,19 @@ class Experiment(Spec):
     train: TrainConfig = Field(default_factory=TrainConfig)
     probes: ProbeConfig = Field(default_factory=ProbeConfig)
     lesson: LessonSpec | None = Field(None, description="the guided lesson this document teaches (issue 11); null: none")
+
+    @model_validator(mode="after")
+    def _freeze_names_layers(self) -> "Experiment":
+        """train.freeze names layers of this network (checked here, not once the run is queued)."""
+        names = [layer.name for layer in self.network.layers]
+        unknown = [name for name in self.train.freeze if name not in names]
+        if unknown:
+            raise document_error(
+                "train.freeze",
+                f"names {', '.join(map(repr, unknown))}, which the network does not have",
+                f"freeze some of the network's layers: {', '.join(names)}",
+            )
+        return self
 
     @model_validator(mode="after")
     def _lesson_steps_apply(self) -> "Experiment":
