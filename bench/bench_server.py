@@ -75,13 +75,24 @@ def endless(experiment: dict) -> dict:
     return experiment
 
 
-async def client(ws_url: str, session: str, experiment: dict, seconds: float, go: asyncio.Event) -> ClientResult:
-    """One student: start, train for ``seconds``, stop; measures the first metrics frame and the steps made."""
+def issue_session(ws_url: str) -> str:
+    """A session token from the server (``POST /api/session``): sessions exist only if the server issued them."""
+    base = ws_url.replace("ws://", "http://", 1).removesuffix("/ws")
+    response = httpx.post(f"{base}/api/session", headers={"origin": base}, timeout=START_GUARD)
+    if response.status_code != 201:
+        raise SystemExit(f"the server gave no session: {response.text}")
+    return response.json()["session"]
+
+
+async def client(ws_url: str, session: str, name: str, experiment: dict, seconds: float,
+                 go: asyncio.Event) -> ClientResult:
+    """One student (``session``: a token from ``issue_session``): start, train for ``seconds``, stop; measures
+    the first metrics frame and the steps made."""
     result = ClientResult()
     async with connect(f"{ws_url}?session={session}", max_size=64 * 1024**2) as ws:
         await go.wait()
         sent = time.perf_counter()
-        await ws.send(json.dumps({"cmd": "start", "experiment": experiment, "id": session}))
+        await ws.send(json.dumps({"cmd": "start", "experiment": experiment, "id": name}))
         run_id = None
         stop_at = sent + seconds
         stopping = False
@@ -114,7 +125,9 @@ async def client(ws_url: str, session: str, experiment: dict, seconds: float, go
 
 async def classroom(ws_url: str, experiment: dict, clients: int, seconds: float, prefix: str) -> tuple[list[ClientResult], float]:
     go = asyncio.Event()
-    tasks = [asyncio.create_task(client(ws_url, f"{prefix}-{i:03d}-session", experiment, seconds, go)) for i in range(clients)]
+    sessions = [issue_session(ws_url) for _ in range(clients)]  # one session per student, before the clock starts
+    tasks = [asyncio.create_task(client(ws_url, session, f"{prefix}-{i:03d}", experiment, seconds, go))
+             for i, session in enumerate(sessions)]
     await asyncio.sleep(0.5)  # every socket connected before anyone starts
     t0 = time.perf_counter()
     go.set()
@@ -122,13 +135,18 @@ async def classroom(ws_url: str, experiment: dict, clients: int, seconds: float,
     return results, time.perf_counter() - t0
 
 
-def start_server(data_dir: Path, port: int, clients: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DLPLAY_DATA_DIR": str(data_dir),
-        "DLPLAY_MAX_ACTIVE_RUNS": str(max(clients, 32)),
-        "DLPLAY_MAX_RUN_SECONDS": "3600",
-    }
+def start_server(data_dir: Path, port: int, clients: int, *, limits: bool = True) -> subprocess.Popen:
+    """The server in its own process; ``limits``: lift the limits a class of ``clients`` on one address would hit
+    (False: the defaults a user gets, as bench_abuse.py wants)."""
+    env = {**os.environ, "DLPLAY_DATA_DIR": str(data_dir)}
+    if limits:
+        env.update({
+            "DLPLAY_MAX_ACTIVE_RUNS": str(max(clients, 32)),
+            "DLPLAY_MAX_RUN_SECONDS": "3600",
+            # The whole class connects from this machine's one address: lift the per-address limits (issue 9) to it.
+            "DLPLAY_MAX_RUNS_PER_IP": str(max(clients, 32)),
+            "DLPLAY_MAX_SESSIONS_PER_IP_PER_HOUR": str(max(4 * clients, 60)),
+        })
     process = subprocess.Popen(
         [sys.executable, "-c", f"from server.app import serve; serve('127.0.0.1', {port}, False)"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -38,7 +38,7 @@ import httpx  # noqa: E402
 import torch  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
-from bench.bench_server import free_port, rss_mib, start_server  # noqa: E402
+from bench.bench_server import free_port, issue_session, rss_mib, start_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESET = ROOT / "models" / "playground_spiral.json"
@@ -52,7 +52,7 @@ RECV_GUARD = 60.0  # seconds without any frame before the client gives up (a han
 def measure_server(ws_url: str, experiment: dict, seconds: float) -> dict:
     """Start the run, watch the boundary for ``seconds``, stop it; what reached the client."""
     out = {"first_metrics_s": None, "boundary_steps": set(), "rates": [], "val_loss": None, "metrics": [], "frames": {}}
-    with connect(f"{ws_url}?session=bench-tiny-session", max_size=64 * 1024**2) as ws:
+    with connect(f"{ws_url}?session={issue_session(ws_url)}", max_size=64 * 1024**2) as ws:
         sent = time.perf_counter()
         ws.send(json.dumps({"cmd": "start", "experiment": experiment}))
         run_id = None

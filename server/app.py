@@ -24,13 +24,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.api import api_router
 from server.api.deps import DatasetCache
+from server.api.openapi import install as install_openapi
 from server.api.routes import export as export_routes
+from server.api.routes import session as session_routes
+from server.api.routes import searches as search_routes
 from server.api.ws import router as ws_router
 from server.config import Settings, get_settings, version
-from server.jobs import Scheduler, SessionFactory
-from server.sessions import SessionMiddleware
+from server.datasets import UPLOAD_PREFIX
+from server.scheduler import Scheduler, SessionFactory
+from server.security import AccessGate, SecurityMiddleware, exposure_problem, load_secret, share_urls
+from server.sessions import SessionIssuer, SessionMiddleware
 from server.store import Store
 from server.threads import use_threads
+from server.uploads import UploadStore
+from server.isolation import start_fork_server
 from server.warmup import warm_up
 
 log = logging.getLogger("dlplay")
@@ -60,22 +67,33 @@ def create_app(settings: Settings | None = None, *, session_factory: SessionFact
         # GIL; the event loop waits up to one switch interval each time it needs it back, several times a send.
         # 1 ms instead of Python's 5 ms lets 20 boundary frames a second out on time.
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-        # Before the first request: the first run after boot then starts as fast as any (server/warmup.py).
-        log.info("warmed up the engine in %.2f s", await asyncio.to_thread(warm_up))
+        # Before the first request: the first run after boot then starts as fast as any (server/warmup.py). Runs
+        # train in processes forked from a fork server that warms the engine up once (server/isolation.py).
+        if settings.isolation == "process" and session_factory is None:
+            log.info("started the run fork server (engine warm) in %.2f s", await asyncio.to_thread(start_fork_server))
+        else:
+            log.info("warmed up the engine in %.2f s", await asyncio.to_thread(warm_up))
         store = Store(settings.data_dir, metric_cap=settings.metric_history_points)
         interrupted = store.mark_interrupted()
         if interrupted:
             log.info("%d run(s) left active by the previous server are marked interrupted", interrupted)
-        datasets = DatasetCache(settings.dataset_cache_size)
+        # Bounded in bytes, one large load at a time (server/data_cache.py); uploads owned, bounded and swept.
+        datasets = DatasetCache(settings.dataset_cache_budget, large_bytes=settings.dataset_large_bytes,
+                                wait_seconds=settings.dataset_wait_seconds)
+        uploads = UploadStore(store.uploads_dir, settings,
+                              on_delete=lambda upload_id: datasets.forget(f"{UPLOAD_PREFIX}{upload_id}"))
+        uploads.start()
         # Runs share the cached data only with the real RunSession; test fakes build their own.
         scheduler = Scheduler(store, settings, session_factory=session_factory,
                               datasets=datasets if session_factory is None else None)
         app.state.store = store
         app.state.scheduler = scheduler
         app.state.datasets = datasets
+        app.state.uploads = uploads
         try:
             yield
         finally:
+            uploads.close()
             await asyncio.to_thread(scheduler.shutdown)
             store.close()
 
@@ -88,13 +106,22 @@ def create_app(settings: Settings | None = None, *, session_factory: SessionFact
         docs_url="/docs",
     )
     app.state.settings = settings
-    app.add_middleware(SessionMiddleware)
+    # Issue 9: only server-issued (signed) sessions, and only this server's own hosts and pages. The last
+    # middleware added runs first: Host, Origin and the access token are checked before a session is looked at.
+    secret = load_secret(settings.data_dir)
+    app.state.sessions = SessionIssuer(secret, settings.max_sessions_per_ip_per_hour)
+    app.add_middleware(SessionMiddleware, issuer=app.state.sessions)
+    app.add_middleware(SecurityMiddleware, settings=settings,
+                       gate=AccessGate(secret, settings.access_token, settings.max_access_attempts_per_ip_per_hour))
     _add_error_handlers(app)
     app.include_router(api_router)
     app.include_router(export_routes.router, prefix="/api")  # issue 12: export runs, upload weights
+    app.include_router(session_routes.router, prefix="/api")  # issue 9: POST /api/session for scripts
+    app.include_router(search_routes.router, prefix="/api")  # issue 11: hyperparameter search (lesson 21)
     app.state.export_lock = threading.Lock()  # one export at a time (ONNX takes seconds of CPU)
     app.include_router(ws_router)
     _mount_page(app, settings)
+    install_openapi(app)  # the error bodies and statuses the routes really send (server/api/openapi.py)
     return app
 
 
@@ -150,17 +177,28 @@ def _mount_page(app: FastAPI, settings: Settings) -> None:
         app.mount("/", StaticFiles(directory=static, html=True), name="static")
 
 
-def serve(host: str, port: int, open_browser: bool = False) -> None:
-    """Run the server until interrupted (the ``dlplay`` command); prints the URL to open."""
+def serve(host: str, port: int, open_browser: bool = False, token: str | None = None) -> None:
+    """Run the server until interrupted (the ``dlplay`` command); prints the URLs to open.
+
+    Beyond loopback it refuses to start without an access token (``token`` or DLPLAY_ACCESS_TOKEN):
+    raises SystemExit with the reason (server/security.py).
+    """
     import uvicorn
 
-    settings = get_settings()
+    base = get_settings()
+    settings = base.model_copy(update={"host": host, "port": port, "access_token": token or base.access_token})
+    problem = exposure_problem(host, settings.access_token)
+    if problem:
+        raise SystemExit(f"dlplay: {problem}")
     app = create_app(settings)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    url = f"http://{shown}:{port}/"
-    print(f"dlplay {version()}: open {url} (data in {settings.data_dir}; Ctrl-C stops)", flush=True)
+    urls = share_urls(host, port, settings.access_token)
+    print(f"dlplay {version()}: data in {settings.data_dir}; Ctrl-C stops", flush=True)
+    for where, url in urls:
+        print(f"  open {url}  ({where})", flush=True)
+    if settings.access_token:
+        print("  anyone with the access token can use this server: share it with your class only", flush=True)
     if open_browser:
-        opener = threading.Timer(1.0, webbrowser.open, args=(url,))  # once uvicorn is listening
+        opener = threading.Timer(1.0, webbrowser.open, args=(urls[0][1],))  # once uvicorn is listening
         opener.daemon = True
         opener.start()
     uvicorn.run(

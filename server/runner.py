@@ -473,7 +473,21 @@ class RunSession:
             "network": protocol.jsonable(self.trainer.summary.to_dict()),
             "steps_per_epoch": self.trainer.steps_per_epoch,
             "total_steps": self.trainer.total_steps,
+            **self._transfer_fields(),
         }
+
+    def _transfer_fields(self) -> dict[str, Any]:
+        """Transfer learning in the summary: the frozen layers and where loaded weights came from (absent if none)."""
+        train = self.experiment.train
+        fields: dict[str, Any] = {}
+        if train.freeze:
+            fields["frozen"] = list(train.freeze)
+        report = self.trainer.init_report  # None when the run started from a fresh initialization
+        if report is not None:
+            source = train.init_from
+            fields["loaded_from"] = {"run_id": source.run_id if source else None,
+                                     "upload_id": source.upload_id if source else None, "layers": list(report.loaded)}
+        return fields
 
     def _finish(self, reason_message: str | None = None) -> list[dict[str, Any]]:
         trainer = self.trainer

@@ -168,16 +168,17 @@ def test_the_error_codes_are_exactly_the_codes_the_server_sends():
 def test_the_error_code_scan_finds_each_way_of_sending_one():
     """The scan is what keeps ERROR_CODES true; it must see codes in every form the server uses."""
     sent = sent_error_codes()
-    assert "server/api/ws.py" in sent["bad_json"]            # self._error("bad_json", ...)
+    assert "server/api/ws.py" in sent["bad_frame"]           # self._error("bad_frame", ...)
+    assert "server/protocol.py" in sent["bad_json"]          # CommandError("bad_json", ...) in decode_command
     assert "server/api/ws.py" in sent["bad_session"]         # {"type": "error", "code": "bad_session"}
-    assert "server/jobs.py" in sent["too_many_runs"]          # SchedulerError(\n "too_many_runs", ...)
-    assert "server/jobs.py" in sent["run_failed"]             # code, text = "run_failed", ...
+    assert "server/scheduler.py" in sent["too_many_runs"]     # SchedulerError(\n "too_many_runs", ...)
+    assert "server/worker.py" in sent["run_failed"]          # code, text = "run_failed", ...
     assert "server/runner.py" in sent["run_finished"]         # protocol.error_message("run_finished", ...)
 
 
 def test_message_types_the_server_code_builds_all_have_models():
     built = set()
-    for path in [SERVER / "protocol.py", SERVER / "runner.py", SERVER / "jobs.py", SERVER / "api" / "ws.py",
+    for path in [SERVER / "protocol.py", SERVER / "runner.py", SERVER / "scheduler.py", SERVER / "worker.py", SERVER / "api" / "ws.py",
                  *sorted((SERVER / "live").glob("*.py"))]:
         built |= set(re.findall(r'"type":\s*"(\w+)"', source(path)))
     assert built, "the scan found no message types at all"

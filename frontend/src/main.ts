@@ -18,6 +18,9 @@ import { api, endpoints } from "./api";
 import { debounce, h } from "./dom";
 import { NetworkEditor } from "./editor/NetworkEditor";
 import { FrameScheduler } from "./frame";
+import { RunsOverlay } from "./charts/RunsOverlay";
+import { LessonGuide } from "./lessons/LessonGuide";
+import { withoutLesson } from "./lessons/lesson";
 import type { Experiment } from "./generated/schema";
 import { AUTO_PROBE_ID, EndedRunProbes, ViewsDemand, mergeWatched, speedOf, streamable, type LiveViewInfo, type WatchedViews } from "./live";
 import { DataPanel } from "./panels/DataPanel";
@@ -36,6 +39,7 @@ import {
 import { Toasts } from "./toast";
 import type { Theme, View, ViewContext } from "./viewContext";
 import { tabSpecs } from "./views";
+import type { SearchView } from "./search/SearchView";
 
 const HASH_DELAY_MS = 300; // URL update after the last edit
 
@@ -70,7 +74,7 @@ async function boot(): Promise<void> {
   } catch (err) {
     toasts.show(`the link is damaged (${(err as Error).message}); starting from a preset`, "error");
   }
-  const store = new Store(initial ?? { experiment: normalizeExperiment(startingExperiment(reg, presets)), ui: { ...DEFAULT_UI } });
+  const store = new Store(initial ?? { experiment: normalizeExperiment(withoutLesson(startingExperiment(reg, presets))), ui: { ...DEFAULT_UI } });
 
   // ---- runs and the socket ------------------------------------------------
   const tracker = new RunTracker();
@@ -90,12 +94,13 @@ async function boot(): Promise<void> {
     },
   });
   controls.setSpeedAvailable(liveViews !== null);
-  const startRun = (): void => {
+  /** Train: `experiment` (default: the document; a lesson's compare step passes its own) becomes the shown run. */
+  const startRun = (experiment: Experiment = store.experiment): void => {
     // Restart: the old run would keep a share of the device; stop it first.
     const previous = tracker.snapshot.runId;
     if (previous && tracker.active) socket.send({ cmd: "stop", run_id: previous });
     const id = tracker.starting();
-    socket.send({ cmd: "start", id, experiment: store.experiment });
+    socket.send({ cmd: "start", id, experiment });
   };
   const withRun = (fn: (runId: string) => void): void => {
     const id = tracker.snapshot.runId;
@@ -108,6 +113,7 @@ async function boot(): Promise<void> {
     opened: () => {
       demand.forget();
       pushWatch();
+      searchView?.reconnected(); // the search's trials are followed again on the new connection
     },
   });
   const demand = new ViewsDemand((cmd) => socket.send(cmd));
@@ -121,7 +127,12 @@ async function boot(): Promise<void> {
     endedProbes.forget();
     for (const view of views) safely(() => view.reset());
   };
+  /** the Search tab (made with the tabs below); it takes the messages of its trials' runs */
+  let searchView: SearchView | null = null;
   const route = (msg: ServerMessage): void => {
+    // the lesson guide also follows the runs of a compare step beside the shown one
+    lessons.onMessage(msg);
+    if (searchView?.claims(msg, tracker.snapshot.runId)) return; // a search trial, not the shown run
     const kind = tracker.classify(msg);
     if (kind === "other") return;
     if (kind === "new") {
@@ -201,7 +212,8 @@ async function boot(): Promise<void> {
   const help = new Help();
   const files = new FileMenu({
     load: (experiment, label) => {
-      store.setExperiment(experiment);
+      // a lesson preset opens its steps beside the views; the editor gets the document without them
+      store.setExperiment(lessons.adopt(experiment));
       editor.select(null);
       toasts.show(`loaded ${label} (Ctrl+Z to go back)`);
     },
@@ -211,6 +223,18 @@ async function boot(): Promise<void> {
     toast: (m, k) => toasts.show(m, k),
   });
   files.setList(presets);
+  const lessons = new LessonGuide({
+    store,
+    presets,
+    startRun: (experiment) => startRun(experiment),
+    run: () => tracker.snapshot,
+    onRun: (cb) => void tracker.subscribe(cb),
+    send: (cmd) => socket.send(cmd),
+    showTab: (tab) => store.setUI({ tab }),
+    showSide: (side) => store.setUI({ side }),
+    overlay: () => views.find((v): v is RunsOverlay => v instanceof RunsOverlay) ?? null,
+    toast: (m, k) => toasts.show(m, k),
+  });
   editor.setRegistry(reg);
   dataPanel.setRegistry(reg);
   training.setRegistry(reg);
@@ -224,7 +248,7 @@ async function boot(): Promise<void> {
   tracker.subscribe((snap) => {
     controls.update(snap);
     training.setLive(tracker.active && snap.runId !== null);
-    training.markStep(snap.metrics?.step ?? null);
+    training.markStep(snap.metrics?.step ?? null, snap.metrics?.lr ?? null);
     if (snap.runId !== addressRun) {
       addressRun = snap.runId;
       void writeHashNow();
@@ -271,7 +295,30 @@ async function boot(): Promise<void> {
     }));
   const side = h("aside.side", null, sideTabs, h("div.side-body", null, [...sideBodies.values()]));
 
-  const TAB_SPECS = tabSpecs({ showTab: (tab) => store.setUI({ tab }), openRun: (runId) => void openRun(runId) });
+  const TAB_SPECS = tabSpecs({
+    showTab: (tab) => store.setUI({ tab }),
+    openRun: (runId) => void openRun(runId),
+    search: {
+      experiment: () => store.experiment,
+      openRun: (runId) => void openRun(runId),
+      useValues: (lr, l2) => store.edit((doc) => {
+        doc.train = { ...(doc.train ?? {}), l2 };
+        doc.train.optimizer = { ...(doc.train.optimizer ?? { kind: "sgd" }), lr } as typeof doc.train.optimizer;
+      }),
+      toast: (m, k) => toasts.show(m, k),
+      ready: (view) => void (searchView = view),
+    },
+  });
+  /**
+   * The Search tab for a document (lesson 21's step "search coarse then fine"): loads `doc` into the
+   * editor when it differs (undoable), fills the search form for it and shows the tab; `start` starts it.
+   */
+  const openSearch = (doc: Experiment, options: { start?: boolean } = {}): void => {
+    const wanted = normalizeExperiment(withoutLesson(doc));
+    if (JSON.stringify(wanted) !== JSON.stringify(store.experiment)) store.setExperiment(wanted);
+    store.setUI({ tab: "search" });
+    searchView?.prefill(store.experiment, options);
+  };
   const tabButtons = new Map<TabId, HTMLButtonElement>();
   const tabPanels = new Map<TabId, HTMLElement>();
   for (const spec of TAB_SPECS) {
@@ -301,9 +348,9 @@ async function boot(): Promise<void> {
 
   const brand = h("div.brand", { title: "dlplay: the deep-learning playground" }, logo(), h("span", null, "dlplay"));
   const topbar = h("header.topbar", null,
-    brand, nameInput, files.el, h("span.sep"), undoBtn, redoBtn, h("span.spacer"),
+    brand, nameInput, files.el, lessons.list.button, h("span.sep"), undoBtn, redoBtn, h("span.spacer"),
     controls.el, h("span.sep"), themeBtn, projectorBtn, helpBtn);
-  root.replaceChildren(topbar, h("div.workspace", null, side, main), help.el, toasts.el);
+  root.replaceChildren(topbar, h("div.workspace", null, side, main, lessons.panel.el), help.el, lessons.list.el, toasts.el);
 
   // ---- state -> DOM ------------------------------------------------------------------
   let lastTab: TabId | null = null;
@@ -453,6 +500,11 @@ async function boot(): Promise<void> {
     /** the frame clock's live views, or null on a server without one */
     liveViews,
     openRun: (id: string) => openRun(id),
+    /** the Search tab: openSearch(presetDoc, {start?}) and the view (its `current` search) */
+    openSearch,
+    search: () => searchView,
+    /** the guided lesson: open a preset's lesson, the compared runs */
+    lessons,
     encodeState,
     decodeState,
     ready: true,

@@ -168,6 +168,16 @@ export interface LayerInfo {
   activation_bytes: number;
 }
 
+/** Saved weights a run started from (`train.init_from`), as the trainer applied them. */
+export interface LoadedWeights {
+  /** the run whose weights were loaded; null for an uploaded file */
+  run_id: string | null;
+  /** the uploaded .safetensors file; null for a run's weights */
+  upload_id: string | null;
+  /** the layers whose weights were loaded (the others kept their fresh init) */
+  layers: string[];
+}
+
 /**
  * The first message of a run's training: the data and the network.
  *
@@ -188,6 +198,13 @@ export interface SummaryMsg extends Envelope {
   steps_per_epoch: number;
   /** steps the run will take; null when it trains until stopped */
   total_steps: number | null;
+  /** layers whose parameters are not trained (train.freeze); absent: none */
+  frozen?: string[];
+  /**
+   * where saved weights came from (train.init_from: transfer learning); absent or null: a fresh
+   * initialization
+   */
+  loaded_from?: LoadedWeights | null;
 }
 
 /**
@@ -310,22 +327,41 @@ export interface FinalMsg extends Envelope {
 /** Why a command or a run failed. */
 export type ErrorCode =
   /**
-   * reply: the websocket's ?session= is not 8 to 64 letters, digits, '-' or '_'; the socket then closes
-   * (1008)
+   * reply: the websocket's ?session= is not a session token this server issued (POST /api/session gives
+   * one); the socket then closes (1008)
    */
   | "bad_session"
-  /** reply: a command longer than the server's max_message_bytes */
+  /**
+   * reply: a websocket without a session, from an address that has been issued
+   * max_sessions_per_ip_per_hour sessions in the last hour; the socket then closes (1008)
+   */
+  | "too_many_sessions"
+  /**
+   * reply: a command longer than the server's max_message_bytes; reply to `start`: the run would need
+   * more memory (max_run_memory_bytes) or more multiply-adds per step (max_step_macs) than the server
+   * allows at its real batch size (server/cost.py: the message names the largest layer and the fix)
+   */
   | "too_large"
+  /**
+   * reply: this connection already has 16 commands being carried out, or the run has a heavy probe
+   * (gradient_check, fgsm_sweep, optimizer_race, saliency) still being computed, or too many commands
+   * waiting; wait for the replies
+   */
+  | "too_busy"
   /** reply: a binary websocket frame; commands are JSON text frames */
   | "bad_frame"
-  /** reply: a command that is not JSON */
+  /**
+   * reply: a command that is not JSON, uses NaN or Infinity (not JSON), or nests arrays and objects more
+   * than 32 levels deep (protocol.MAX_COMMAND_DEPTH)
+   */
   | "bad_json"
   /** reply: JSON that is not an object such as {"cmd": "ping"} */
   | "bad_command"
   /** reply: a `cmd` the server does not know */
   | "unknown_command"
   /**
-   * reply: a command's arguments are missing or wrong (no run_id, a bad after_seq, set without a value,
+   * reply: a command's arguments are missing or wrong (a number out of range: an integer beyond 64 bits
+   * or a literal such as 1e999 that reads as infinity; no run_id, a bad after_seq, set without a value,
    * an unknown view or view argument, a probe's index or class out of range, a predict input of the
    * wrong size, a value the trainer refuses); stream: a watched view stopped applying (e.g. its example
    * index is beyond the validation split)
@@ -340,7 +376,10 @@ export type ErrorCode =
   | "invalid_experiment"
   /** reply to `start`: train.device is cuda and the server has no CUDA GPU */
   | "no_cuda"
-  /** reply to `start`: this session already has its maximum of runs training and waiting */
+  /**
+   * reply to `start`: this session already has its maximum of runs training and waiting, or this address
+   * has max_runs_per_ip across its sessions
+   */
   | "too_many_runs"
   /** reply to `start`: the server's queue is full */
   | "server_busy"
@@ -359,12 +398,28 @@ export type ErrorCode =
   | "run_closed"
   /** reply: the run is no longer in the server's memory (ended long ago, or the server restarted) */
   | "not_in_memory"
-  /** reply to `probe`: the probe ran out of GPU memory; stream: the run did, and failed */
+  /**
+   * reply to `probe`: the probe ran out of memory; stream: the run did (its process may allocate
+   * max_run_memory_bytes; or the GPU's), and failed alone
+   */
   | "out_of_memory"
-  /** reply: a command failed on an unexpected server error (the message names the exception) */
+  /**
+   * reply: a command failed on an unexpected server error, a bug (the message names the exception, the
+   * server logs it); nothing a client sends should cause it
+   */
   | "command_failed"
   /** stream: the run crashed on an unexpected error; `final` and `status failed` follow */
   | "run_failed"
+  /**
+   * stream: the run could not get its dataset in time, because another large one was being made
+   * (data_cache.DatasetBusy); `final` and `status failed` follow; start it again in a moment
+   */
+  | "busy"
+  /**
+   * stream: the run's process ended without a word (killed from outside, or a crash in native code);
+   * `final` and `status failed` follow, the other runs go on
+   */
+  | "run_crashed"
   /** stream: `step` on a run that has already ended */
   | "run_finished"
   /** stream: the run reached the server's max_run_seconds and was stopped; `final` follows */
@@ -1006,6 +1061,8 @@ export interface OptimizerRaceMsg extends Envelope {
   start: [number, number];
   /** [x, y] of each global minimum */
   minima: [number, number][];
+  /** f at the global minima (the value a racer that arrived reaches) */
+  min_value?: number;
   /** steps each racer was given */
   steps: number;
   /** log(1 + f - min) over the extent, grey, 255 = highest */

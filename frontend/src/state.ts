@@ -27,7 +27,7 @@ export type LayerKind = LayerSpec["kind"];
 export const SIDE_PANELS = ["data", "network", "train"] as const;
 export type SidePanel = (typeof SIDE_PANELS)[number];
 
-export const TABS = ["training", "inside", "filters", "attention", "2d", "evaluation", "runs"] as const;
+export const TABS = ["training", "inside", "filters", "attention", "2d", "evaluation", "runs", "search"] as const;
 export type TabId = (typeof TABS)[number];
 
 export interface UIChoices {
@@ -35,6 +35,8 @@ export interface UIChoices {
   tab: TabId;
   theme: Theme;
   projector: boolean;
+  /** the guided lesson open beside the views (lessons/LessonGuide.ts); absent or null: none */
+  lesson?: { preset: string; done: number[]; collapsed?: boolean } | null;
 }
 
 export interface AppState {

@@ -6,6 +6,7 @@
 import { LossCurves } from "./charts/LossCurves";
 import { RunsOverlay } from "./charts/RunsOverlay";
 import type { TabId } from "./state";
+import { SearchView, type SearchHost } from "./search/SearchView";
 import type { View, ViewContext } from "./viewContext";
 import { Attention } from "./viz/Attention";
 import { BackpropTrace } from "./viz/BackpropTrace";
@@ -14,9 +15,12 @@ import { DoctorNotes } from "./viz/DoctorNotes";
 import { DrawDigit } from "./viz/DrawDigit";
 import { Evaluation } from "./viz/Evaluation";
 import { FeatureMaps } from "./viz/FeatureMaps";
+import { Fgsm } from "./viz/Fgsm";
 import { Filters } from "./viz/Filters";
 import { GradCheck } from "./viz/GradCheck";
 import { LayerStats } from "./viz/LayerStats";
+import { OptimizerRace } from "./viz/OptimizerRace";
+import { TransferBanner } from "./viz/TransferBanner";
 
 export interface ViewSlot {
   /** the view's class name, for error messages and tests (data-view) */
@@ -40,6 +44,8 @@ export interface ShellHooks {
   showTab(tab: TabId): void;
   /** show a stored or running run in the page again (the Runs tab's "open") */
   openRun(runId: string): void;
+  /** what the Search tab needs (search/SearchView.ts); `ready` hands the shell the view it made */
+  search: SearchHost & { ready(view: SearchView): void };
 }
 
 export function tabSpecs(shell: ShellHooks): TabSpec[] {
@@ -54,10 +60,13 @@ export function tabSpecs(shell: ShellHooks): TabSpec[] {
     {
       id: "training",
       title: "Training",
-      hint: "loss and accuracy curves, learning rate, the doctor's notes",
+      hint: "loss and accuracy curves, learning rate, the doctor's notes, the optimizer race",
       views: [
+        // frozen / loaded layers of the run (transfer learning); hidden for every other run
+        { name: "TransferBanner", wide: true, create: (r, c) => new TransferBanner(r, c) },
         { name: "LossCurves", wide: true, create: (r, c) => new LossCurves(r, c) },
         { name: "DoctorNotes", wide: true, create: (r, c) => new DoctorNotes(r, c, { onShowChart: showChart }) },
+        { name: "OptimizerRace", wide: true, create: (r, c) => new OptimizerRace(r, c) },
       ],
     },
     {
@@ -82,9 +91,12 @@ export function tabSpecs(shell: ShellHooks): TabSpec[] {
     {
       id: "attention",
       title: "Attention",
-      hint: "saliency, Grad-CAM and attention masks: where the network looks",
+      hint: "saliency, Grad-CAM and attention masks: where the network looks; fooling it (FGSM)",
       kinds: ["image"],
-      views: [{ name: "Attention", wide: true, create: (r, c) => new Attention(r, c) }],
+      views: [
+        { name: "Attention", wide: true, create: (r, c) => new Attention(r, c) },
+        { name: "Fgsm", wide: true, create: (r, c) => new Fgsm(r, c) },
+      ],
     },
     {
       id: "2d",
@@ -110,6 +122,16 @@ export function tabSpecs(shell: ShellHooks): TabSpec[] {
       title: "Runs",
       hint: "reopen a run, or compare it with earlier ones",
       views: [{ name: "RunsOverlay", wide: true, create: (r, c) => new RunsOverlay(r, c, { onOpen: (id) => shell.openRun(id) }) }],
+    },
+    {
+      id: "search",
+      title: "Search",
+      hint: "hyperparameter search: random or grid over learning rate and l2 (log scale), coarse then fine",
+      views: [{ name: "SearchView", wide: true, create: (r, c) => {
+        const view = new SearchView(r, c, shell.search);
+        shell.search.ready(view);
+        return view;
+      } }],
     },
   ];
 }

@@ -20,7 +20,6 @@ delays nobody: the worker threads only append to outboxes.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
@@ -28,8 +27,11 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from server.api.routes.validate import validate_document
-from server.jobs import Frame, Outbox, SchedulerError, direct_frame, encode
-from server.sessions import cookie_session, new_session_id, set_cookie_header, valid_session_id
+from server.channel import Frame, Outbox, direct_frame, encode
+from server.protocol import CommandError, decode_command
+from server.scheduler import SchedulerError
+from server.security import client_ip
+from server.sessions import ForgedSessionError, SessionLimitError, websocket_session
 
 log = logging.getLogger("dlplay.ws")
 
@@ -38,37 +40,34 @@ router = APIRouter()
 RUN_COMMANDS = ("pause", "resume", "step", "stop", "set", "speed", "probe", "predict")
 COMMANDS = ("start", "subscribe", "unsubscribe", "views", "ping") + RUN_COMMANDS
 SET_FIELDS = ("lr", "momentum", "weight_decay", "dropout")
+# Commands of one connection being carried out at once; more are refused with ``too_busy`` (a page sends a few).
+MAX_PENDING_COMMANDS = 16
 # Probe arguments a client may pass; "class" is the protocol's name for the runner's ``target``.
 PROBE_ARGS = {"index": "index", "class": "target", "target": "target", "layer": "layer", "smoothgrad": "smoothgrad",
               "epsilon": "epsilon", "function": "function", "steps": "steps", "lr": "lr"}  # the last four: issue 11
 
 
-class CommandError(Exception):
-    """A command this client got wrong; becomes ``{type: "error", code, message}``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 @router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
-    requested = websocket.query_params.get("session")
-    session_id = requested or cookie_session(websocket.scope)
-    headers = []
-    if session_id is None:
-        session_id = new_session_id()
-        headers.append((b"set-cookie", set_cookie_header(session_id).encode("latin-1")))
-    await websocket.accept(headers=headers)
-    if not valid_session_id(session_id):
-        await websocket.send_text(encode({
-            "type": "error", "code": "bad_session",
-            "message": "?session= must be 8 to 64 letters, digits, '-' or '_'",
-        }))
-        await websocket.close(code=1008)
+    # Host and Origin were checked before the handshake got here (server/security.py); the session must be
+    # one this server issued (server/sessions.py).
+    try:
+        session_id, headers = websocket_session(websocket)
+    except ForgedSessionError as error:
+        await _refuse_session(websocket, {"type": "error", "code": "bad_session", "message": str(error)})
         return
+    except SessionLimitError as error:
+        await _refuse_session(websocket, {"type": "error", "code": "too_many_sessions", "message": str(error)})
+        return
+    await websocket.accept(headers=headers)
     await Client(websocket, session_id).serve()
+
+
+async def _refuse_session(websocket: WebSocket, error: dict[str, Any]) -> None:
+    """Say why in an error message (a script can read it; a denied handshake says nothing), then close (1008)."""
+    await websocket.accept()
+    await websocket.send_text(encode(error))
+    await websocket.close(code=1008)
 
 
 class Client:
@@ -78,6 +77,7 @@ class Client:
         state = websocket.app.state
         self.ws = websocket
         self.session_id = session_id
+        self.client_ip = client_ip(websocket.scope)  # max_runs_per_ip counts this address's runs across sessions
         self.settings = state.settings
         self.scheduler = state.scheduler
         self.store = state.store
@@ -138,17 +138,10 @@ class Client:
     # -- commands ----------------------------------------------------------------
 
     async def _handle(self, text: str) -> None:
-        limit = self.settings.max_message_bytes
-        if len(text) > limit or len(text.encode("utf-8")) > limit:
-            self._error("too_large", f"a command may be at most {limit:,} bytes; this one is {len(text.encode('utf-8')):,}")
-            return
-        try:
-            command = json.loads(text)
-        except ValueError as error:
-            self._error("bad_json", f"a command must be JSON: {error}")
-            return
-        if not isinstance(command, dict):
-            self._error("bad_command", 'a command is a JSON object such as {"cmd": "ping"}')
+        try:  # size, nesting depth, JSON, an object, numbers in range (server/protocol.py)
+            command = decode_command(text, max_bytes=self.settings.max_message_bytes)
+        except CommandError as error:
+            self._error(error.code, error.message, request_id=error.request_id, run_id=error.run_id)
             return
         request_id = command.get("id")
         name = command.get("cmd")
@@ -184,18 +177,20 @@ class Client:
         if not isinstance(raw, dict):
             raise CommandError("bad_arguments", "start needs {\"experiment\": {...an Experiment document...}}")
         experiment, report = await asyncio.to_thread(
-            validate_document, raw, datasets=self.datasets, settings=self.settings, uploads_dir=self.store.uploads_dir)
+            validate_document, raw, datasets=self.datasets, settings=self.settings, uploads_dir=self.store.uploads_dir,
+            uploads=self.ws.app.state.uploads.for_session(self.session_id))  # only this session's uploads
         if experiment is None:
             errors = report["errors"]
             more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-            reply = {"type": "error", "code": "invalid_experiment", "message": errors[0]["message"] + more,
-                     "errors": errors}
+            code = errors[0].get("code", "invalid_experiment")  # too_large: admission by cost (server/cost.py)
+            reply = {"type": "error", "code": code, "message": errors[0]["message"] + more, "errors": errors}
             if request_id is not None:
                 reply["request_id"] = request_id
             self._send(reply)
             return
         try:
-            run = self.scheduler.submit(self.session_id, experiment, subscriber=self.outbox, request_id=request_id)
+            run = self.scheduler.submit(self.session_id, experiment, subscriber=self.outbox, request_id=request_id,
+                                        client_ip=self.client_ip)
         except SchedulerError as error:
             raise CommandError(error.code, str(error)) from None
         self.subscriptions.add(run.id)
@@ -244,14 +239,22 @@ class Client:
             raise CommandError("bad_arguments", 'views needs {"views": {"boundary": {}, "feature_maps": {"index": 3}}}')
         if run_id not in self.subscriptions:
             raise CommandError("bad_state", f"subscribe to run {run_id!r} before choosing its views")
+        self._check_not_too_busy("views")
         future = self.scheduler.watch(run_id, self.outbox, views)
         task = asyncio.create_task(self._await_command(future, run_id, request_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _check_not_too_busy(self, name: str) -> None:
+        """A bounded queue per connection: a client that fires commands faster than runs answer is told to wait."""
+        if len(self._tasks) >= MAX_PENDING_COMMANDS:
+            raise CommandError("too_busy", f"{len(self._tasks)} of your commands are still being carried out; "
+                               f"'{name}' was refused. Fix: wait for their replies before sending more")
+
     def _run_command(self, name: str, command: dict[str, Any], request_id: Any) -> None:
         run_id = self._run_id(command)
         args = self._arguments(name, command)
+        self._check_not_too_busy(name)
         future = self.scheduler.command(run_id, name, **args)
         task = asyncio.create_task(self._await_command(future, run_id, request_id))
         self._tasks.add(task)
@@ -292,8 +295,8 @@ class Client:
             raise
         except SchedulerError as error:
             self._error(error.code, str(error), request_id=request_id, run_id=run_id)
-        except ValueError as error:
-            self._error("bad_arguments", str(error), request_id=request_id, run_id=run_id)
+        except ValueError as error:  # a run's own refusal (server/isolation.py RunError carries its code)
+            self._error(getattr(error, "code", "bad_arguments"), str(error), request_id=request_id, run_id=run_id)
         except Exception as error:
             log.exception("command on run %s failed", run_id)
             self._error("command_failed", f"{type(error).__name__}: {error}", request_id=request_id, run_id=run_id)

@@ -17,14 +17,19 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
+import httpx
 import torch
 import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
 from server.app import create_app
 from server.config import Settings
 
 HANG_GUARD = 60.0  # seconds: generous; only there so a broken server fails the test instead of hanging it
+# Where TestClient pretends the app is: a loopback address the server trusts (server/security.py), as the page would see it.
+TEST_ORIGIN = "http://127.0.0.1:8000"
 
 
 def tiny_experiment(steps: int = 200, *, name: str = "tiny", lr: float = 0.03, probes: bool = True,
@@ -169,6 +174,21 @@ class FakeSession:
 # ---------------------------------------------------------------------------
 
 
+def page_client(app: FastAPI) -> TestClient:
+    """A TestClient that talks like the app's own page: Host 127.0.0.1 and a same-origin ``Origin``.
+
+    (TestClient's default host, ``testserver``, is not a host the server answers to.)
+    """
+    return TestClient(app, base_url=TEST_ORIGIN, headers={"origin": TEST_ORIGIN})
+
+
+def issue_session(base_url: str) -> str:
+    """A session token from ``POST /api/session``, for ``/ws?session=`` (a client cannot choose its own)."""
+    response = httpx.post(f"{base_url}/api/session", headers={"origin": base_url}, timeout=HANG_GUARD)
+    assert response.status_code == 201, response.text
+    return response.json()["session"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -177,7 +197,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(settings: Settings, **app_kwargs: Any) -> Iterator[SimpleNamespace]:
-    """uvicorn serving ``create_app(settings)`` on 127.0.0.1 in a background thread."""
+    """uvicorn serving ``create_app(settings)`` on 127.0.0.1 in a background thread.
+
+    The namespace's ``session(name)`` is a server-issued session token per name (tests say "alice", "bob").
+    """
     port = free_port()
     app = create_app(settings, **app_kwargs)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=16 * 1024**2)
@@ -189,8 +212,17 @@ def running_server(settings: Settings, **app_kwargs: Any) -> Iterator[SimpleName
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+    tokens: dict[str, str] = {}
+
+    def session(name: str) -> str:
+        """The session token this test calls ``name`` (issued by the server the first time it is asked for)."""
+        if name not in tokens:
+            tokens[name] = issue_session(url)
+        return tokens[name]
+
     try:
-        yield SimpleNamespace(app=app, port=port, url=f"http://127.0.0.1:{port}", ws=f"ws://127.0.0.1:{port}/ws")
+        yield SimpleNamespace(app=app, port=port, url=url, ws=f"ws://127.0.0.1:{port}/ws", session=session)
     finally:
         server.should_exit = True
         thread.join(HANG_GUARD)
@@ -202,6 +234,7 @@ class WsClient:
     _requests = 0
 
     def __init__(self, url: str, session: str | None = None) -> None:
+        """``session``: a server-issued token (``issue_session`` or the server namespace's ``session(name)``)."""
         self.url = url if session is None else f"{url}?session={session}"
         self.conn = connect(self.url, max_size=32 * 1024**2, open_timeout=HANG_GUARD).__enter__()
         self.received: list[dict[str, Any]] = []

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from api_helpers import WsClient, make_settings, running_server, tiny_experiment
 
-ALICE = "alice-live-views-01"
-BOB = "bob-live-views-0002"
+ALICE = "alice"  # names of sessions the server issues (srv.session(name))
+BOB = "bob"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def types(messages: list[dict]) -> set[str]:
 
 
 def test_the_server_computes_the_union_of_what_its_pages_watch(srv):
-    with WsClient(srv.ws, ALICE) as alice:
+    with WsClient(srv.ws, srv.session(ALICE)) as alice:
         run_id = alice.start(forever())
         alice.send(cmd="views", run_id=run_id, views={"boundary": {}})
         alice.until(lambda m: m["type"] == "hyperparams" or m["type"] == "metrics")
@@ -48,7 +48,7 @@ def test_the_server_computes_the_union_of_what_its_pages_watch(srv):
         only_boundary = collect(alice, run_id, 1.5)
         assert "boundary" in types(only_boundary) and not types(only_boundary) & {"activations", "weights", "confusion"}
 
-        with WsClient(srv.ws, ALICE) as second_tab:  # the same student's other tab opens the Inside tab
+        with WsClient(srv.ws, srv.session(ALICE)) as second_tab:  # the same student's other tab opens the Inside tab
             second_tab.send(cmd="subscribe", run_id=run_id, after_seq=10**9)
             second_tab.send(cmd="views", run_id=run_id, views={"layer_stats": {}})
             both = collect(second_tab, run_id, 1.5)
@@ -61,7 +61,7 @@ def test_the_server_computes_the_union_of_what_its_pages_watch(srv):
 
 
 def test_pause_draws_the_watched_views_at_the_paused_step(srv):
-    with WsClient(srv.ws, ALICE) as ws:
+    with WsClient(srv.ws, srv.session(ALICE)) as ws:
         run_id = ws.start(forever())
         ws.send(cmd="views", run_id=run_id, views={"boundary": {}})
         ws.until(lambda m: m["type"] == "metrics" and m["step"] >= 50)
@@ -79,7 +79,7 @@ def test_pause_draws_the_watched_views_at_the_paused_step(srv):
 
 
 def test_speed_limits_the_steps_and_is_acknowledged(srv):
-    with WsClient(srv.ws, BOB) as ws:
+    with WsClient(srv.ws, srv.session(BOB)) as ws:
         run_id = ws.start(forever(log_every=1))
         ws.send(cmd="speed", run_id=run_id, steps_per_s=5)
         ack = ws.until(lambda m: m["type"] == "hyperparams")
@@ -100,7 +100,7 @@ def test_speed_limits_the_steps_and_is_acknowledged(srv):
 
 
 def test_views_are_checked_and_need_a_subscription(srv):
-    with WsClient(srv.ws, ALICE) as ws:
+    with WsClient(srv.ws, srv.session(ALICE)) as ws:
         run_id = ws.start(forever())
         ws.send(cmd="views", run_id=run_id, views={"telepathy": {}})
         error = ws.until(lambda m: m["type"] == "error")
@@ -109,10 +109,10 @@ def test_views_are_checked_and_need_a_subscription(srv):
         assert "index must be an int" in ws.until(lambda m: m["type"] == "error")["message"]
         ws.send(cmd="views", run_id=run_id, views=["boundary"])
         assert ws.until(lambda m: m["type"] == "error")["code"] == "bad_arguments"
-        with WsClient(srv.ws, ALICE) as other_tab:
+        with WsClient(srv.ws, srv.session(ALICE)) as other_tab:
             other_tab.send(cmd="views", run_id=run_id, views={"boundary": {}})
             assert other_tab.until(lambda m: m["type"] == "error")["code"] == "bad_state"
-        with WsClient(srv.ws, BOB) as stranger:
+        with WsClient(srv.ws, srv.session(BOB)) as stranger:
             stranger.send(cmd="views", run_id=run_id, views={"boundary": {}})
             assert stranger.until(lambda m: m["type"] == "error")["code"] == "not_found"
         ws.send(cmd="stop", run_id=run_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from api_helpers import make_settings, tiny_experiment
+from api_helpers import make_settings, page_client, tiny_experiment
 from fastapi.testclient import TestClient
 from safetensors.torch import load_file
 
@@ -17,13 +17,14 @@ from server.sessions import SESSION_COOKIE
 @pytest.fixture
 def client(tmp_path):
     settings = make_settings(tmp_path / "data", max_upload_bytes=4096, max_params=10_000)
-    with TestClient(create_app(settings)) as client:
-        client.get("/api/health")  # receives its session cookie
+    with page_client(create_app(settings)) as client:
+        client.get("/")  # loading the page gives it its session cookie
         yield client
 
 
 def session_of(client: TestClient) -> str:
-    return client.cookies[SESSION_COOKIE]
+    """The client's session id (its cookie is the id signed by the server)."""
+    return client.app.state.sessions.verify(client.cookies[SESSION_COOKIE])
 
 
 # ---------------------------------------------------------------------------
@@ -38,12 +39,16 @@ def test_health(client):
 
 
 def test_a_session_cookie_is_set_once(tmp_path):
-    with TestClient(create_app(make_settings(tmp_path))) as client:
-        first = client.get("/api/health")
+    with page_client(create_app(make_settings(tmp_path))) as client:
+        assert "set-cookie" not in client.get("/api/health").headers  # polling the health check mints no session
+        first = client.get("/")  # the page: where a browser's session starts
         cookie = first.headers["set-cookie"]
         assert cookie.startswith(f"{SESSION_COOKIE}=") and "HttpOnly" in cookie and "Path=/" in cookie
-        assert len(client.cookies[SESSION_COOKIE]) == 32  # 128 random bits in hex
-        assert "set-cookie" not in client.get("/api/health").headers  # it had one
+        session_id, signature = client.cookies[SESSION_COOKIE].split(".")
+        assert len(session_id) == 32 and int(session_id, 16) >= 0  # 128 random bits in hex, signed by the server
+        assert client.app.state.sessions.verify(client.cookies[SESSION_COOKIE]) == session_id
+        assert "set-cookie" not in client.get("/").headers  # it had one
+        assert "set-cookie" not in client.get("/api/runs").headers
 
 
 def test_placeholder_page_when_the_bundle_is_missing(client):
@@ -57,7 +62,7 @@ def test_static_page_is_served_when_present(tmp_path):
     (static / "index.html").write_text("<html>the real page</html>")
     (static / "app.js").write_text("console.log(1)")
     settings = make_settings(tmp_path / "data").model_copy(update={"static_dir": static})
-    with TestClient(create_app(settings)) as client:
+    with page_client(create_app(settings)) as client:
         assert "the real page" in client.get("/").text
         assert client.get("/app.js").text == "console.log(1)"
         assert client.get("/api/health").json()["status"] == "ok"  # /api is not shadowed by the mount

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
-from api_helpers import WsClient, free_port, is_final, is_type, tiny_experiment
+from api_helpers import WsClient, free_port, is_final, is_type, issue_session, tiny_experiment
 from safetensors.torch import load_file
 
 from server.sessions import SESSION_COOKIE
@@ -25,7 +25,6 @@ from server.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 START_GUARD = 180.0  # seconds: importing torch on a busy CI machine can take a while; a hang guard only
-SESSION = "restart-session-01"
 
 
 @contextmanager
@@ -59,38 +58,79 @@ def server_process(data_dir: Path) -> Iterator[tuple[subprocess.Popen, str]]:
         process.stderr.close()
 
 
-def runs_by_id(url: str) -> dict[str, dict]:
-    with httpx.Client(base_url=url, cookies={SESSION_COOKIE: SESSION}, timeout=60) as http:
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (the fork server and the runs' processes), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """The ones still running (a zombie, dead but not yet reaped, counts as gone)."""
+    running = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.add(pid)
+    return running
+
+
+def runs_by_id(url: str, session: str) -> dict[str, dict]:
+    with httpx.Client(base_url=url, cookies={SESSION_COOKIE: session}, timeout=60) as http:
         return {run["id"]: http.get(f"/api/runs/{run['id']}").json() for run in http.get("/api/runs").json()}
 
 
 def test_runs_survive_a_crash_and_the_active_one_is_interrupted(tmp_path):
     data_dir = tmp_path / "data"
     with server_process(data_dir) as (process, url):
-        with WsClient(url.replace("http", "ws") + "/ws", SESSION) as ws:
+        session = issue_session(url)  # signed with the data folder's secret: still valid after the restart
+        with WsClient(url.replace("http", "ws") + "/ws", session) as ws:
             done = ws.start(tiny_experiment(150, name="finishes"))
             ws.until(is_final(done))
             ws.until(is_type("status", done))
             done_metrics = [m for m in ws.of(done, "metrics")]
             active = ws.start(tiny_experiment(10_000_000, name="killed"))
             ws.until(lambda m: m.get("run_id") == active and m["type"] == "metrics" and m["step"] >= 30)
+            # The run trains in its own process, forked from the server's fork server.
+            below = descendants(process.pid)
+            assert len(below) >= 2, "expected the fork server and the active run's process"
             process.kill()  # SIGKILL: no shutdown code runs at all
             process.wait(30)
+        # Nothing is left behind: the fork server sees its parent gone and exits, and each run's process
+        # asked the kernel to kill it when the fork server dies (server/isolation.py).
+        deadline = time.monotonic() + 30.0  # a hang guard, not a speed claim
+        while alive(below) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(below), f"processes outlived a kill -9 of the server: {sorted(alive(below))}"
 
     with server_process(data_dir) as (process, url):
-        runs = runs_by_id(url)
+        runs = runs_by_id(url, session)
         assert set(runs) == {done, active}
         finished, killed = runs[done], runs[active]
         assert finished["status"] == "finished" and finished["final"]["steps"] == 150
         assert finished["summary"]["network"]["total_params"] == 82
         assert killed["status"] == "interrupted" and killed["stop_reason"] == "interrupted" and killed["message"]
-        with httpx.Client(base_url=url, cookies={SESSION_COOKIE: SESSION}, timeout=60) as http:
+        with httpx.Client(base_url=url, cookies={SESSION_COOKIE: session}, timeout=60) as http:
             points = http.get(f"/api/runs/{done}/metrics").json()["points"]
         assert [p["step"] for p in points] == [m["step"] for m in done_metrics]
         weights = load_file(str(data_dir / "weights" / f"{done}.safetensors"))
         assert tuple(weights["blocks.hidden.core.weight"].shape) == (16, 2)
         # A run from before the restart can be replayed from the store, and new runs train as usual.
-        with WsClient(url.replace("http", "ws") + "/ws", SESSION) as ws:
+        with WsClient(url.replace("http", "ws") + "/ws", session) as ws:
             ws.send(cmd="subscribe", run_id=done, after_seq=0)
             ws.until(is_final(done))
             status = ws.until(is_type("status", done))

@@ -16,8 +16,8 @@ from api_helpers import WsClient, is_final, is_type, make_settings, running_serv
 from server import protocol
 from server.sessions import SESSION_COOKIE
 
-ALICE = "alice-session-0001"
-BOB = "bob-session-0002"
+ALICE = "alice"  # names of sessions the server issues (srv.session(name))
+BOB = "bob"
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,9 @@ def srv(tmp_path_factory):
 
 
 def rest(srv, session: str) -> httpx.Client:
-    return httpx.Client(base_url=srv.url, cookies={SESSION_COOKIE: session}, timeout=60)
+    """An HTTP client in the session this module calls ``session``, talking like the page (same-origin)."""
+    return httpx.Client(base_url=srv.url, cookies={SESSION_COOKIE: srv.session(session)},
+                        headers={"origin": srv.url}, timeout=60)
 
 
 def non_image_seqs(messages: list[dict]) -> list[int]:
@@ -40,7 +42,7 @@ def non_image_seqs(messages: list[dict]) -> list[int]:
 
 
 def test_start_streams_a_run_to_its_end(srv):
-    with WsClient(srv.ws, ALICE) as ws:
+    with WsClient(srv.ws, srv.session(ALICE)) as ws:
         ws.send(cmd="start", experiment=tiny_experiment(120), id="req-1")
         first = ws.until(lambda m: m.get("run_id") is not None)
         run_id = first["run_id"]
@@ -66,7 +68,7 @@ def test_start_streams_a_run_to_its_end(srv):
 
 
 def test_every_run_command(srv):
-    with WsClient(srv.ws, ALICE) as ws:
+    with WsClient(srv.ws, srv.session(ALICE)) as ws:
         run_id = ws.start(tiny_experiment(1_000_000))
         ws.until(is_type("metrics", run_id))
         ws.send(cmd="pause", run_id=run_id)
@@ -101,19 +103,19 @@ def test_every_run_command(srv):
 
 
 def test_reconnect_and_resume_loses_no_message(srv):
-    with WsClient(srv.ws, ALICE) as first:
+    with WsClient(srv.ws, srv.session(ALICE)) as first:
         run_id = first.start(tiny_experiment(400))
         first.until(lambda m: m.get("run_id") == run_id and m["type"] == "metrics" and m["step"] >= 50)
         seen_before = first.of(run_id)
     # The connection is gone; the run goes on. Reconnect and pick up after the last seq received.
     last = max(m["seq"] for m in seen_before)
-    with WsClient(srv.ws, ALICE) as second:
+    with WsClient(srv.ws, srv.session(ALICE)) as second:
         second.send(cmd="subscribe", run_id=run_id, after_seq=last)
         second.until(is_final(run_id))
         seen_after = second.of(run_id)
     assert min(m["seq"] for m in seen_after) > last
     # A fresh subscriber from seq 0 gets the whole log: compare.
-    with WsClient(srv.ws, ALICE) as full:
+    with WsClient(srv.ws, srv.session(ALICE)) as full:
         full.send(cmd="subscribe", run_id=run_id, after_seq=0)
         full.until(is_final(run_id))
         everything = full.of(run_id)
@@ -126,7 +128,7 @@ def test_reconnect_and_resume_loses_no_message(srv):
 
 
 def test_malformed_unknown_and_oversized_commands_keep_the_connection(srv):
-    with WsClient(srv.ws, ALICE) as ws:
+    with WsClient(srv.ws, srv.session(ALICE)) as ws:
         cases = [
             ("not json at all", "bad_json"),
             ("[1, 2, 3]", "bad_command"),
@@ -151,7 +153,7 @@ def test_malformed_unknown_and_oversized_commands_keep_the_connection(srv):
 def test_an_invalid_experiment_is_refused_with_the_builders_message(srv):
     with rest(srv, ALICE) as http:
         before = len(http.get("/api/runs").json())
-    with WsClient(srv.ws, ALICE) as ws:
+    with WsClient(srv.ws, srv.session(ALICE)) as ws:
         document = tiny_experiment()
         document["network"]["layers"][1]["out_features"] = 5
         ws.send(cmd="start", experiment=document, id="bad")
@@ -167,7 +169,7 @@ def test_an_invalid_experiment_is_refused_with_the_builders_message(srv):
 
 
 def test_two_sessions_cannot_see_or_touch_each_others_runs(srv):
-    with WsClient(srv.ws, ALICE) as alice, WsClient(srv.ws, BOB) as bob:
+    with WsClient(srv.ws, srv.session(ALICE)) as alice, WsClient(srv.ws, srv.session(BOB)) as bob:
         run_id = alice.start(tiny_experiment(1_000_000))
         for command in ("pause", "resume", "step", "stop", "subscribe"):
             bob.send(cmd=command, run_id=run_id)
@@ -190,7 +192,7 @@ def test_two_sessions_cannot_see_or_touch_each_others_runs(srv):
 
 
 def test_a_diverging_run_fails_while_another_finishes(srv):
-    with WsClient(srv.ws, BOB) as ws:
+    with WsClient(srv.ws, srv.session(BOB)) as ws:
         good = ws.start(tiny_experiment(300, name="good"))
         nan = ws.start(tiny_experiment(100_000, name="nan", lr=1e6))
         nan_final = ws.until(is_final(nan))

@@ -14,7 +14,7 @@ from websockets.sync.client import connect
 
 from server.messages import validate_message
 
-SESSION = "messages-session-01"
+SESSION = "messages"  # a session the server issues (server.session(name))
 
 
 def invalid(messages: list[dict]) -> list[str]:
@@ -32,7 +32,7 @@ def reply(ws: WsClient, request_id: str) -> dict:
 
 
 def test_replies_to_bad_commands_are_valid_errors_without_seq(server):
-    with WsClient(server.ws, SESSION) as ws:
+    with WsClient(server.ws, server.session(SESSION)) as ws:
         ws.send(cmd="ping", id="ping-1")
         assert reply(ws, "ping-1")["type"] == "pong"
         for raw, code in (("{not json", "bad_json"), ("[1, 2]", "bad_command"), (b"\x00\x01", "bad_frame")):
@@ -62,7 +62,7 @@ def test_a_bad_session_is_told_why_before_the_socket_closes(server):
 
 
 def test_a_run_stream_and_its_replay_validate_while_the_page_drives_the_run(server):
-    with WsClient(server.ws, SESSION) as ws:
+    with WsClient(server.ws, server.session(SESSION)) as ws:
         run_id = ws.start(tiny_experiment(1_000_000))
         ws.send(cmd="views", run_id=run_id, views={"boundary": {}, "layer_stats": {}, "evaluation": {}}, id="views-1")
         ws.send(cmd="speed", run_id=run_id, steps_per_s=200, id="speed-1")
@@ -82,7 +82,7 @@ def test_a_run_stream_and_its_replay_validate_while_the_page_drives_the_run(serv
         ws.send(cmd="pause", run_id=run_id, id="late-1")
         assert reply(ws, "late-1")["code"] == "run_ended"
         stream = ws.received
-    with WsClient(server.ws, SESSION) as other:
+    with WsClient(server.ws, server.session(SESSION)) as other:
         other.send(cmd="subscribe", run_id=run_id, after_seq=0)
         other.until(is_final(run_id))
         replay = other.received

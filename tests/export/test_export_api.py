@@ -39,15 +39,22 @@ def experiment(**train: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def client(tmp_path: Path):
-    settings = Settings(data_dir=tmp_path / "data", static_dir=tmp_path / "no-static")
-    with TestClient(create_app(settings)) as c:
+    # TestClient calls itself http://testserver: a host this server answers to only when told (issue 9), and a
+    # same-origin page's requests carry that Origin.
+    settings = Settings(data_dir=tmp_path / "data", static_dir=tmp_path / "no-static", allowed_hosts="testserver")
+    with TestClient(create_app(settings), headers={"origin": "http://testserver"}) as c:
         yield c
+
+
+def session_id(client: TestClient) -> str:
+    """The client's session id (its cookie holds it signed by the server)."""
+    return client.app.state.sessions.verify(client.cookies.get("dlplay_session"))
 
 
 def train_run(client: TestClient, document: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     """Start a run over the websocket and read its messages to its final one; (run id, messages)."""
     if client.cookies.get("dlplay_session") is None:
-        client.get("/api/health")  # the session cookie, which the websocket then carries
+        client.post("/api/session")  # the session cookie, which the websocket then carries
     with client.websocket_connect("/ws") as ws:
         ws.send_json({"cmd": "start", "experiment": document, "id": "start-1"})
         messages = []
@@ -92,7 +99,7 @@ def test_export_errors_are_clear(client, monkeypatch):
     assert response.status_code == 400 and "use one of pytorch, notebook, onnx" in response.json()["detail"]
     assert client.get("/api/runs/nope/export", params={"format": "pytorch"}).status_code == 404
     store = client.app.state.store
-    store.create_run("queued1", client.cookies.get("dlplay_session"), "q", experiment())
+    store.create_run("queued1", session_id(client), "q", experiment())
     response = client.get("/api/runs/queued1/export", params={"format": "safetensors"})
     assert response.status_code == 409 and "no saved weights yet" in response.json()["detail"]
     assert client.get("/api/runs/queued1/export", params={"format": "pytorch"}).status_code == 200
@@ -111,7 +118,7 @@ def test_another_session_cannot_export_or_start_from_a_run(client):
     run_id, _ = train_run(client, experiment())
     mine = client.cookies.get("dlplay_session")
     client.cookies.clear()  # from here on the client is a newcomer: another session
-    assert client.get("/api/health").status_code == 200
+    assert client.get("/").status_code == 200  # the page gives a newcomer its session
     assert client.cookies.get("dlplay_session") not in (None, mine)
     assert client.get(f"/api/runs/{run_id}/export", params={"format": "pytorch"}).status_code == 404
     _, messages = train_run(client, experiment(init_from={"run_id": run_id}))
@@ -156,9 +163,9 @@ def test_uploaded_weights_start_a_run(client):
 
 
 def test_the_code_of_an_mnist_run_says_where_to_get_the_data(client):
-    client.get("/api/health")
+    client.post("/api/session")
     lenet = json.loads((Path(__file__).resolve().parents[2] / "models" / "lenet5_mnist.json").read_text())
-    client.app.state.store.create_run("mnist1", client.cookies.get("dlplay_session"), "lenet", lenet)
+    client.app.state.store.create_run("mnist1", session_id(client), "lenet", lenet)
     code = client.get("/api/runs/mnist1/export", params={"format": "pytorch"}).text
     url = "http://testserver/api/export/data/mnist_5k.npz"
     assert f"download it from {url}" in code

@@ -8,6 +8,13 @@
  * again (its curves, views and network: `options.onOpen`). Responses are read
  * tolerantly: metrics as a list of points or as columns, the diff as `diff` or
  * `config_diff`, runs as a list or an object keyed by id.
+ *
+ * Live: while a compared run trains (a lesson's compare step starts several at once, from
+ * the same seed) the overlay reloads the comparison every LIVE_REFRESH_MS while it is on
+ * screen, updating the curves in place. The curves are the raw points the runs logged
+ * (the server thins a long history by picking evenly spaced points, never by averaging),
+ * so the noise of a batch-1 run stays visible; training curves are drawn thinner than the
+ * validation ones, the first run at the bottom.
  */
 
 import type { MetricPoint, RunInfo, ServerMessage } from "../protocol";
@@ -32,7 +39,19 @@ export interface ComparedRun {
   id: string;
   name: string;
   points: MetricPoint[];
+  /** the run's state when the comparison was loaded (queued, running, paused, finished, ...); "" if unknown */
+  status: string;
 }
+
+export interface CompareOptions {
+  /** the metric to show (default: the one shown; training loss when a new comparison has live runs) */
+  metric?: CompareMetric;
+  /** the x axis */
+  x?: "step" | "epoch";
+}
+
+const LIVE_REFRESH_MS = 1000; // reload of a comparison with a training run: curves move about once a second
+const LIVE_STATES = new Set(["queued", "starting", "running", "paused"]);
 
 export interface ConfigDiff {
   path: string;
@@ -66,23 +85,57 @@ function toPoints(m: unknown): MetricPoint[] {
 }
 
 /** Normalize a /runs/compare response. */
-export function parseCompare(resp: unknown, ids: string[]): { runs: ComparedRun[]; diff: ConfigDiff[] } {
+export function parseCompare(resp: unknown, ids: string[]): { runs: ComparedRun[]; diff: ConfigDiff[]; common: string | null } {
   let rawRuns: unknown = isRecord(resp) ? resp.runs : resp;
   if (isRecord(rawRuns)) rawRuns = Object.entries(rawRuns).map(([id, r]) => (isRecord(r) ? { id, ...r } : { id, metrics: r }));
   const runs: ComparedRun[] = (Array.isArray(rawRuns) ? rawRuns : []).filter(isRecord).map((r, i) => {
     const id = String(r.id ?? r.run_id ?? ids[i] ?? `run ${i + 1}`);
     const exp = isRecord(r.experiment) ? r.experiment : null;
     const name = String(r.name ?? r.experiment_name ?? exp?.name ?? id);
-    return { id, name, points: toPoints(r.metrics ?? r.history ?? r.points) };
+    return { id, name, points: toPoints(r.metrics ?? r.history ?? r.points), status: String(r.status ?? r.state ?? "") };
   });
-  const seen = new Map<string, number>();
-  for (const r of runs) seen.set(r.name, (seen.get(r.name) ?? 0) + 1);
-  for (const r of runs) if ((seen.get(r.name) ?? 0) > 1) r.name = `${r.name} · ${r.id.slice(0, 6)}`;
   const rawDiff = isRecord(resp) ? resp.diff ?? resp.config_diff ?? resp.differences : null;
   const diff: ConfigDiff[] = Array.isArray(rawDiff)
     ? rawDiff.filter(isRecord).map((d) => ({ path: String(d.path ?? ""), values: Array.isArray(d.values) ? d.values : [] }))
     : [];
-  return { runs, diff };
+  // same-named runs (a lesson's runs all carry the preset's name) are told apart by what differs
+  const seen = new Map<string, number>();
+  for (const r of runs) seen.set(r.name, (seen.get(r.name) ?? 0) + 1);
+  // all of one name: the name goes above the chart once, each run is labelled by what differs
+  const common = seen.size === 1 && runs.length > 1 ? runs[0]!.name : null;
+  runs.forEach((r, i) => {
+    if ((seen.get(r.name) ?? 0) < 2) return;
+    const what = differences(diff, i);
+    const tag = what !== "" ? what : r.id.slice(0, 6);
+    r.name = common !== null ? tag : `${r.name} · ${tag}`;
+  });
+  return { runs, diff, common };
+}
+
+const MAX_LABEL_PARTS = 2; // settings named in a run's label: more makes the legend unreadable
+
+/**
+ * What sets run `i` apart, in words, from the diff's first settings: "weights from 90cebe, frozen
+ * conv1, conv2" for transfer learning, "batch_size 32" for others; "" when the diff says nothing.
+ */
+export function differences(diff: ConfigDiff[], i: number): string {
+  const parts: string[] = [];
+  const value = (path: string): unknown => diff.find((d) => d.path === path)?.values[i];
+  const paths = new Set(diff.map((d) => d.path));
+  if ([...paths].some((p) => p.startsWith("train.init_from"))) {
+    const run = value("train.init_from.run_id") ?? (isRecord(value("train.init_from")) ? (value("train.init_from") as Record<string, unknown>).run_id : undefined);
+    parts.push(typeof run === "string" ? `weights from ${run.slice(0, 6)}` : "from scratch");
+  }
+  if (paths.has("train.freeze")) {
+    const frozen = value("train.freeze");
+    parts.push(Array.isArray(frozen) && frozen.length > 0 ? `frozen ${frozen.join(", ")}` : "all layers train");
+  }
+  for (const d of diff) {
+    if (parts.length >= MAX_LABEL_PARTS) break;
+    if (d.path === "name" || d.path.startsWith("train.init_from") || d.path === "train.freeze") continue;
+    parts.push(`${d.path.split(".").slice(-1)[0]} ${fmtConfig(d.values[i])}`);
+  }
+  return parts.slice(0, MAX_LABEL_PARTS).join(", ");
 }
 
 function runsList(resp: unknown): RunInfo[] {
@@ -113,6 +166,15 @@ export class RunsOverlay {
   private chartKey = "";
   private error: string | null = null;
   private loading = false;
+  /** the user picked the metric: a new comparison keeps it */
+  private metricChosen = false;
+  /** the name every compared run shares (a lesson's runs), shown once beside the chart's title */
+  private common: string | null = null;
+  private readonly commonName = el("span", { class: "viz-card-sub" });
+  private liveTimer: ReturnType<typeof setTimeout> | null = null;
+  private inFlight: Promise<void> | null = null;
+  private readonly metricSel: HTMLSelectElement;
+  private readonly xSel: HTMLSelectElement;
   private readonly onOpen: ((runId: string) => void) | undefined;
 
   private readonly picker = el("div", { class: "viz-run-picker" });
@@ -130,20 +192,21 @@ export class RunsOverlay {
     this.metric = opts.metric ?? "val_acc";
     this.onOpen = opts.onOpen;
     this.redraw = new Redraw(ctx, () => this.draw());
-    const metricSel = select(METRICS, this.metric, (v) => {
+    const metricSel = (this.metricSel = select(METRICS, this.metric, (v) => {
       this.metric = v as CompareMetric;
+      this.metricChosen = true;
       this.redraw.request();
-    });
-    const xSel = select([["step", "steps"], ["epoch", "epochs"]], this.xKey, (v) => {
+    }));
+    const xSel = (this.xSel = select([["step", "steps"], ["epoch", "epochs"]], this.xKey, (v) => {
       this.xKey = v === "epoch" ? "epoch" : "step";
       this.redraw.request();
-    }, "x axis");
+    }, "x axis"));
     const logT = toggle("log", false, (on) => {
       this.log = on;
       this.destroy();
       this.redraw.request();
     }, "logarithmic y axis");
-    const chartCard = el("section", { class: "viz-card" }, [el("header", { class: "viz-card-head" }, [this.chartTitle, this.legend]), this.plot]);
+    const chartCard = el("section", { class: "viz-card" }, [el("header", { class: "viz-card-head" }, [this.chartTitle, this.commonName, this.legend]), this.plot]);
     this.tip = new Tooltip(chartCard);
     this.diffCard = el("section", { class: "viz-card" }, [
       el("header", { class: "viz-card-head" }, [el("h4", { class: "viz-card-title", text: "What differs" }), el("span", { class: "viz-card-sub", text: "experiment settings that are not the same in every run" })]),
@@ -165,6 +228,7 @@ export class RunsOverlay {
         el("span", { class: "viz-spacer" }),
         this.status,
         button("↻", () => void this.refreshRuns(), { title: "reload the list of runs" }),
+        button("Last two", () => void this.compareLatest(2), { title: "compare the two newest runs (e.g. fine-tuned vs from scratch)", attrs: { "data-action": "latest" } }),
         button("Compare", () => void this.compare([...this.chosen]), { class: "primary" }),
       ]),
       this.empty,
@@ -195,26 +259,88 @@ export class RunsOverlay {
     if (this.chart !== null && w > 0) this.chart.setSize({ width: w, height: cssNumber(this.root, "--viz-chart-h", 210) * 1.3 });
   }
 
-  /** Load and show the comparison of these runs. */
-  async compare(ids: string[]): Promise<void> {
+  /** The ids of the runs shown, in order. */
+  shownIds(): string[] {
+    return this.runs.map((r) => r.id);
+  }
+
+  /**
+   * Load and show the comparison of these runs. The same runs again (a live refresh) update the
+   * curves in place; other runs replace the comparison. While one of them trains, the overlay
+   * keeps reloading it (see LIVE_REFRESH_MS).
+   */
+  async compare(ids: string[], opts: CompareOptions = {}): Promise<void> {
     if (ids.length === 0) return;
-    for (const id of ids) this.chosen.add(id);
-    this.loading = true;
+    const same = ids.join(",") === this.shownIds().join(",");
+    if (same && this.inFlight !== null && opts.metric === undefined && opts.x === undefined) return this.inFlight;
+    if (!same) this.chosen = new Set(ids);
+    if (opts.metric !== undefined) {
+      this.metric = opts.metric;
+      this.metricChosen = true;
+    }
+    if (opts.x !== undefined) this.xKey = opts.x;
+    this.metricSel.value = this.metric;
+    this.xSel.value = this.xKey;
+    this.loading = !same;
     this.error = null;
     this.redraw.request();
+    const load = (async (): Promise<void> => {
+      try {
+        const resp = await this.ctx.api<unknown>(`/runs/compare?ids=${ids.map(encodeURIComponent).join(",")}`);
+        const { runs, diff, common } = parseCompare(resp, ids);
+        this.common = common;
+        const isNew = runs.map((r) => r.id).join(",") !== this.shownIds().join(",");
+        const ended = !isNew && this.live() && !runs.some((r) => LIVE_STATES.has(r.status));
+        // a new comparison of runs still training: their loss moves at once, validation only once an epoch
+        if (isNew && !this.metricChosen && runs.some((r) => LIVE_STATES.has(r.status))) this.metric = "train_loss";
+        this.metricSel.value = this.metric;
+        this.runs = runs;
+        this.diff = diff;
+        if (isNew) this.destroy();
+        if (ended) void this.refreshRuns(); // the picker's "training" dots go out with the last run
+      } catch (e) {
+        this.error = e instanceof Error ? e.message : String(e);
+      } finally {
+        this.loading = false;
+        this.buildPicker();
+        this.redraw.request();
+        this.scheduleLive();
+      }
+    })();
+    this.inFlight = load;
     try {
-      const resp = await this.ctx.api<unknown>(`/runs/compare?ids=${ids.map(encodeURIComponent).join(",")}`);
-      const { runs, diff } = parseCompare(resp, ids);
-      this.runs = runs;
-      this.diff = diff;
-      this.destroy();
-    } catch (e) {
-      this.error = e instanceof Error ? e.message : String(e);
+      await load;
     } finally {
-      this.loading = false;
-      this.buildPicker();
-      this.redraw.request();
+      if (this.inFlight === load) this.inFlight = null;
     }
+  }
+
+  /** Compare the `n` newest runs of the list (GET /runs lists the newest first), oldest first. */
+  async compareLatest(n: number): Promise<void> {
+    await this.refreshRuns();
+    const ids = this.available.slice(0, n).map((r) => r.id).reverse();
+    if (ids.length === 0) {
+      this.error = "there are no runs to compare yet (press Train)";
+      this.redraw.request();
+      return;
+    }
+    await this.compare(ids);
+  }
+
+  /** True while a compared run trains (its curves still grow). */
+  live(): boolean {
+    return this.runs.some((r) => LIVE_STATES.has(r.status));
+  }
+
+  /** Reload a live comparison soon; only while the overlay is on screen (a hidden tab costs the server nothing). */
+  private scheduleLive(): void {
+    if (this.liveTimer !== null || !this.live()) return;
+    this.liveTimer = setTimeout(() => {
+      this.liveTimer = null;
+      if (!this.live()) return;
+      if (widthOf(this.root) > 0) void this.compare(this.shownIds());
+      else this.scheduleLive();
+    }, LIVE_REFRESH_MS);
   }
 
   /** Reload the run list (GET /api/runs). */
@@ -280,7 +406,10 @@ export class RunsOverlay {
     if (!has) return;
     const p = readPalette(this.root, this.ctx.theme());
     const metricName = METRICS.find(([k]) => k === this.metric)?.[1] ?? this.metric;
-    this.chartTitle.textContent = metricName;
+    this.chartTitle.textContent = this.live() ? `${metricName} · live` : metricName;
+    this.root.dataset.live = String(this.live());
+    this.commonName.textContent = this.common ?? "";
+    this.root.dataset.runs = String(this.runs.length);
     const isAcc = this.metric.endsWith("acc");
 
     // union of x values; each run's series has nulls where it has no point
@@ -314,10 +443,12 @@ export class RunsOverlay {
           axis(p, { size: Math.round(p.fontPx * 1.9) }),
           axis(p, isAcc && !this.log ? { size: yAxisSize(p), values: (_u, s) => s.map((v) => (v == null ? "" : fmtPct(v, 0))) } : { size: yAxisSize(p), log: this.log }),
         ];
+        // training curves are dense and noisy: thin lines keep the noise of each run readable under the others
+        const dense = this.metric.startsWith("train");
         o.series = [{}, ...this.runs.map((r, i) => ({
           label: r.name,
-          stroke: seriesColor(i, p.theme),
-          width: 2,
+          stroke: dense && this.runs.length > 1 ? withAlpha(seriesColor(i, p.theme), 0.9) : seriesColor(i, p.theme),
+          width: dense ? 1.25 : 2,
           spanGaps: true,
           points: { show: this.metric.startsWith("val"), size: 4, fill: seriesColor(i, p.theme) },
         }))];
@@ -332,7 +463,14 @@ export class RunsOverlay {
     this.legend.replaceChildren(el("div", { class: "viz-legend" }, this.runs.map((r, i) => {
       const vals = ys[i]!.filter((v): v is number => v !== null);
       const summary = vals.length === 0 ? "–" : isAcc ? `best ${fmtPct(Math.max(...vals))}` : this.metric === "lr" ? fmt(vals[vals.length - 1]) : `min ${fmt(Math.min(...vals), 4)}`;
-      return el("span", { class: "viz-legend-item" }, [el("i", { class: "viz-swatch", style: { "--c": seriesColor(i, p.theme) } }), el("span", { class: "viz-legend-name", text: r.name }), el("b", { class: "viz-legend-value", text: summary })]);
+      const training = LIVE_STATES.has(r.status);
+      // data-points: the points drawn for this run (the raw logged ones: nothing is averaged away)
+      return el("span", { class: "viz-legend-item", attrs: { "data-run": r.id, "data-points": String(vals.length) } }, [
+        el("i", { class: "viz-swatch", style: { "--c": seriesColor(i, p.theme) } }),
+        el("span", { class: "viz-legend-name", text: r.name }),
+        el("b", { class: "viz-legend-value", text: summary }),
+        training ? el("span", { class: "viz-good", text: "● training", title: "this run is still training: its curve grows" }) : null,
+      ]);
     })));
     this.drawDiff(p.theme === "dark" ? 0.16 : 0.1);
   }

@@ -30,6 +30,10 @@ export interface GraphData {
   pending: boolean;
   /** schema defaults of a kind's parameters; values equal to them are not shown on the node */
   defaults(kind: string): Record<string, unknown>;
+  /** layers not trained (train.freeze): dimmed, with a lock badge */
+  frozen?: ReadonlySet<string>;
+  /** layers that start from saved weights (train.init_from): a "loaded" badge */
+  loaded?: ReadonlySet<string>;
 }
 
 export const DRAG_MIME = "application/x-dlplay-layer";
@@ -169,6 +173,10 @@ export class GraphView {
     const cls = ["node", isInput ? "input" : `kind-${layer?.kind ?? ""}`];
     if (selected) cls.push("selected");
     if (errors.length) cls.push("error");
+    const frozen = !isInput && data.frozen?.has(box.name) === true;
+    const loaded = !isInput && data.loaded?.has(box.name) === true;
+    if (frozen) cls.push("frozen");
+    if (loaded) cls.push("loaded");
     const g = s("g", { class: cls.join(" "), transform: `translate(${box.x},${box.y})`, "data-node": box.name, tabindex: -1 });
     g.append(s("rect", { class: "node-box", width: box.w, height: box.h, rx: 6, ry: 6 }));
     g.append(s("rect", { class: "node-stripe", width: 4, height: box.h, rx: 2 }));
@@ -201,7 +209,30 @@ export class GraphView {
     }
     g.append(s("circle", { class: "port port-out", cx: box.w / 2, cy: box.h, r: 5, "data-port": box.name },
       s("title", null, "drag onto a later layer to connect")));
+    // transfer learning: pills on the node's top edge, right-aligned (the input port is at its centre)
+    let right = box.w - 6;
+    if (frozen) {
+      const pill = this.pill(right, "frozen", "frozen-badge", "train.freeze: this layer's weights are not trained", true);
+      right -= pill.width + 4;
+      g.append(pill.g);
+    }
+    if (loaded) g.append(this.pill(right, "⤓ loaded", "loaded-badge", "train.init_from: this layer starts from saved weights").g);
     return g;
+  }
+
+  /** A small pill straddling the node's top edge, ending at x = right; `lock` draws a padlock before the text. */
+  private pill(right: number, text: string, cls: string, title: string, lock = false): { g: SVGGElement; width: number } {
+    const icon = lock ? 10 : 0; // drawn, not an emoji: the classroom's fonts may have none
+    const width = Math.round(text.length * 5.6 + 12 + icon);
+    const g = s("g", { class: `node-pill ${cls}`, transform: `translate(${right - width},-7)` },
+      s("rect", { width, height: 14, rx: 7 }),
+      s("text", { x: (width + icon) / 2, y: 10.5, "text-anchor": "middle" }, text),
+      s("title", null, title));
+    if (lock) {
+      g.append(s("rect", { class: "pill-icon", x: 6, y: 6, width: 7, height: 5.5, rx: 1 }));
+      g.append(s("path", { class: "pill-shackle", d: "M7.7 6V4.6a1.8 1.8 0 0 1 3.6 0V6" }));
+    }
+    return { g, width };
   }
 
   private badge(right: number, y: number, text: string): SVGGElement {

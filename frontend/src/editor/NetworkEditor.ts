@@ -131,9 +131,18 @@ export class NetworkEditor {
       selection: this.selection,
       pending: this.pending,
       defaults: (kind) => this.defaultsOf(kind),
+      ...this.transferLayers(layers.map((l) => l.name)),
     });
     this.renderGlobal();
     this.renderInspector(stale ? new Map() : info, errors);
+  }
+
+  /** Transfer learning in the document: the frozen layers, and those train.init_from loads (all when it names none). */
+  private transferLayers(names: string[]): { frozen: Set<string>; loaded: Set<string> } {
+    const train = this.store.experiment.train;
+    const init = train?.init_from ?? null;
+    const loaded = init === null ? [] : init.layers ?? names;
+    return { frozen: new Set(train?.freeze ?? []), loaded: new Set(loaded) };
   }
 
   private defaultCache = new Map<string, Record<string, unknown>>();

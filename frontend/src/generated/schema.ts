@@ -881,6 +881,9 @@ export interface TrainConfig {
    * auto: CUDA when available
    */
   device?: "auto" | "cpu" | "cuda";
+  /**
+   * seed of the initial weights, the batches, augmentation and dropout
+   */
   seed?: number;
   /**
    * start from saved weights (issue 12); null: fresh init

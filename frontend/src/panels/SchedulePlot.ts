@@ -1,4 +1,11 @@
-/** A small canvas plot of the learning rate per step (POST /api/schedule/preview), with the current step marked. */
+/**
+ * A small canvas plot of the learning rate per step: the preview (POST /api/schedule/preview)
+ * before training (a line), and the LR the run really used (its metrics' `lr`) as dots over it as it trains.
+ *
+ * The live line matters for schedules the preview cannot know: reduce-on-plateau is previewed
+ * flat and drops only when the validation loss stalls, and a live LR change (`set lr`) moves the
+ * whole schedule. A run that starts again at an earlier step clears the live line.
+ */
 
 import { h, num } from "../dom";
 
@@ -10,6 +17,9 @@ export class SchedulePlot {
   private steps: number[] = [];
   private stepsPerEpoch = 1;
   private marker: number | null = null;
+  /** the run's LR so far: [step, lr], steps increasing */
+  private liveSteps: number[] = [];
+  private liveValues: number[] = [];
   /** said before the caption's figures, e.g. that only the first epochs of an endless run are shown */
   private note: string | null = null;
 
@@ -43,6 +53,36 @@ export class SchedulePlot {
     this.draw();
   }
 
+  /**
+   * The LR the run used at `step` (from a metrics message). Points arrive in step order; a step
+   * before the last one means another run is shown: the live line starts again. null clears it.
+   */
+  live(step: number | null, lr: number | null): void {
+    if (step === null || lr === null || !Number.isFinite(lr)) {
+      if (step === null && this.liveSteps.length > 0) {
+        this.liveSteps = [];
+        this.liveValues = [];
+        this.draw();
+      }
+      return;
+    }
+    const last = this.liveSteps[this.liveSteps.length - 1];
+    if (last !== undefined && step < last) {
+      this.liveSteps = [];
+      this.liveValues = [];
+    } else if (last === step) {
+      return;
+    }
+    this.liveSteps.push(step);
+    this.liveValues.push(lr);
+    this.draw();
+  }
+
+  /** The live LR points drawn (a test hook and the caption's source). */
+  livePoints(): number {
+    return this.liveSteps.length;
+  }
+
   private draw(): void {
     const width = this.el.clientWidth || 300;
     const height = 64; // css px
@@ -60,11 +100,17 @@ export class SchedulePlot {
     const grid = style.getPropertyValue("--grid").trim() || "rgba(0,0,0,0.1)";
     const muted = style.getPropertyValue("--muted").trim() || "#888";
     const v = this.values;
+    const liveColor = style.getPropertyValue("--viz-val").trim() || "#e8730c";
     g.strokeStyle = grid;
     g.strokeRect(0.5, 0.5, width - 1, height - 1);
+    this.el.dataset.live = String(this.liveSteps.length);
     if (!v.length) return;
-    const hi = Math.max(...v);
-    const lo = Math.min(0, ...v);
+    let hi = Math.max(...v);
+    let lo = Math.min(0, ...v);
+    for (const lr of this.liveValues) {
+      hi = Math.max(hi, lr);
+      lo = Math.min(lo, lr);
+    }
     const span = hi - lo || 1;
     const first = this.steps[0] ?? 1;
     const last = this.steps[this.steps.length - 1] ?? v.length;
@@ -90,7 +136,18 @@ export class SchedulePlot {
       g.fillStyle = muted;
       g.fillRect(Math.round(xs(this.marker)), 1, 1.5, height - 2);
     }
-    const figures = `LR ${num(v[0] ?? 0)} → ${num(v[v.length - 1] ?? 0)}, peak ${num(hi)} · ${last.toLocaleString()} steps (${num(epochs)} epochs)`;
-    this.caption.textContent = this.note !== null ? `${this.note} · ${figures}` : figures;
+    // the run's own LR over the preview, as dots: metrics points can be many steps apart (the server
+    // merges fast intervals), and a line between two of them would invent a slope a step schedule never had
+    const shown = this.liveSteps.filter((s) => s <= last).length;
+    g.fillStyle = liveColor;
+    for (let i = 0; i < shown; i++) {
+      g.beginPath();
+      g.arc(xs(this.liveSteps[i]!), y(this.liveValues[i]!), 2.2, 0, 2 * Math.PI);
+      g.fill();
+    }
+    const figures = `LR ${num(v[0] ?? 0)} → ${num(v[v.length - 1] ?? 0)}, peak ${num(Math.max(...v))} · ${last.toLocaleString()} steps (${num(epochs)} epochs)`;
+    const now = this.liveValues[this.liveValues.length - 1];
+    const live = now !== undefined ? ` · live LR ${num(now)} at step ${(this.liveSteps[this.liveSteps.length - 1] ?? 0).toLocaleString()}` : "";
+    this.caption.textContent = (this.note !== null ? `${this.note} · ${figures}` : figures) + live;
   }
 }

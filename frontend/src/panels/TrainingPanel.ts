@@ -372,8 +372,10 @@ export class TrainingPanel {
     this.el.classList.toggle("live", live);
   }
 
-  markStep(step: number | null): void {
+  /** The shown run's step and the LR it used there (its last metrics; null before any): drawn on the LR plot. */
+  markStep(step: number | null, lr: number | null = null): void {
     this.plot.mark(step);
+    this.plot.live(step, lr);
   }
 
   private async loadPreview(): Promise<void> {

@@ -22,6 +22,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from server.api.deps import get_session_id, get_store, owned_run
+from server.api.openapi import errors
 from server.datasets.images import MNIST_PATH
 from server.export import FORMATS, ExportError, check_format, export_file
 from server.export.weights import WeightsError, save_weights_upload, temporary_weights_file
@@ -47,7 +48,7 @@ def _status(error: ExportError) -> int:
 @router.get(
     "/runs/{run_id}/export",
     summary="Download a run as PyTorch code, a notebook, ONNX, TorchScript or safetensors",
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={200: {"content": {"application/octet-stream": {}}}, **errors(400, 404, 409, 501)},
 )
 async def export_run(
     run_id: str,
@@ -88,7 +89,8 @@ async def export_run(
     )
 
 
-@router.get("/export/data/mnist_5k.npz", name="mnist_file",
+@router.get("/export/data/mnist_5k.npz", responses={200: {"content": {"application/octet-stream": {}}}, **errors(404)},
+            name="mnist_file",
             summary="The MNIST-5k file the exported code of an MNIST run reads (5,000 digits, CC BY-SA 3.0)")
 def mnist_file() -> FileResponse:
     if not MNIST_PATH.is_file():
@@ -104,6 +106,7 @@ def _export_one_at_a_time(lock, format_name: str, experiment: Experiment, **kwar
 
 @router.post(
     "/weights",
+    responses=errors(400, 413),
     summary="Upload a .safetensors weights file to start a run from (train.init_from.upload_id)",
     openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
         "schema": {"type": "string", "format": "binary"}}}}},

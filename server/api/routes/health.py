@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 
 from server.api.deps import get_scheduler, get_settings
 from server.config import Settings, version
-from server.jobs import Scheduler
+from server.scheduler import Scheduler
 
 router = APIRouter(tags=["health"])
 

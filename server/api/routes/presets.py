@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException
 
 from server.api.deps import get_settings
+from server.api.openapi import errors
 from server.config import Settings
 from server.presets import get_preset, list_presets
 
@@ -18,7 +19,7 @@ def presets(settings: Settings = Depends(get_settings)) -> list[dict[str, Any]]:
     return list_presets(settings.models_dir)
 
 
-@router.get("/presets/{preset_id}", summary="One preset by id (its file name without .json)")
+@router.get("/presets/{preset_id}", responses=errors(404), summary="One preset by id (its file name without .json)")
 def preset(preset_id: str, settings: Settings = Depends(get_settings)) -> dict[str, Any]:
     found = get_preset(preset_id, settings.models_dir)
     if found is None:

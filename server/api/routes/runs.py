@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from server import protocol
 from server.api.deps import get_scheduler, get_session_id, get_settings, get_store, owned_run
+from server.api.openapi import errors
 from server.config import Settings
-from server.jobs import Scheduler
+from server.scheduler import Scheduler
 from server.store import RunRecord, Store
 
 router = APIRouter(tags=["runs"])
@@ -80,7 +81,7 @@ def list_runs(session_id: str = Depends(get_session_id), store: Store = Depends(
     return out
 
 
-@router.get("/runs/compare", summary="Metric histories of several runs and where their configurations differ")
+@router.get("/runs/compare", responses=errors(400, 404), summary="Metric histories of several runs and where their configurations differ")
 def compare_runs(
     ids: str = Query(..., description="comma-separated run ids, e.g. ids=a1b2,c3d4"),
     session_id: str = Depends(get_session_id), store: Store = Depends(get_store),
@@ -104,13 +105,13 @@ def compare_runs(
     }
 
 
-@router.get("/runs/{run_id}", summary="One run: its experiment, summary, status and final figures")
+@router.get("/runs/{run_id}", responses=errors(404), summary="One run: its experiment, summary, status and final figures")
 def get_run(run_id: str, session_id: str = Depends(get_session_id), store: Store = Depends(get_store),
             scheduler: Scheduler = Depends(get_scheduler)) -> dict[str, Any]:
     return _live(owned_run(store, session_id, run_id), scheduler)
 
 
-@router.get("/runs/{run_id}/metrics", summary="A run's metric history (at most metric_history_points points)")
+@router.get("/runs/{run_id}/metrics", responses=errors(404), summary="A run's metric history (at most metric_history_points points)")
 def get_metrics(run_id: str, session_id: str = Depends(get_session_id), store: Store = Depends(get_store),
                 scheduler: Scheduler = Depends(get_scheduler),
                 settings: Settings = Depends(get_settings)) -> dict[str, Any]:
@@ -118,7 +119,7 @@ def get_metrics(run_id: str, session_id: str = Depends(get_session_id), store: S
     return {"run_id": run_id, "points": metric_points(record, store, scheduler, settings.metric_history_points)}
 
 
-@router.delete("/runs/{run_id}", status_code=204, summary="Stop (if active) and delete a run, its history and weights")
+@router.delete("/runs/{run_id}", responses=errors(404), status_code=204, summary="Stop (if active) and delete a run, its history and weights")
 async def delete_run(run_id: str, session_id: str = Depends(get_session_id), store: Store = Depends(get_store),
                      scheduler: Scheduler = Depends(get_scheduler)) -> Response:
     owned_run(store, session_id, run_id)

@@ -16,12 +16,14 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends
 from pydantic import ValidationError
 
-from server.api.deps import DatasetCache, get_datasets, get_settings, get_store
+from server.api.deps import DatasetCache, get_datasets, get_session_id, get_settings, get_store, get_uploads
 from server.builder import NetworkError, infer_shapes
 from server.config import Settings
+from server.cost import CostError, check_cost, estimate_cost
 from server.datasets import DataError, describe_data
 from server.schemas import Experiment
 from server.store import Store
+from server.uploads import SessionUploads, UploadStore
 
 router = APIRouter(tags=["validate"])
 
@@ -74,6 +76,8 @@ def _fix(error: dict[str, Any], path: str) -> str:
     if kind in comparisons:
         limit = next(iter(ctx.values()), None)
         return f"use a value {comparisons[kind]} {limit}"
+    if kind == "finite_number":
+        return "use a finite number (JSON has no NaN or infinity; 1e999 reads as infinity)"
     if kind.startswith(("int_", "float_")):
         return "use a number"
     if kind.startswith("bool_"):
@@ -96,6 +100,10 @@ def pydantic_problems(error: ValidationError, raw: Any) -> list[dict[str, Any]]:
         if item["type"] == "union_tag_invalid":
             problem = f"unknown kind {(item.get('ctx') or {}).get('tag')!r}"
         fix = _fix(item, path)
+        if item["type"] == "document":  # a cross-field check (schemas.document_error) says where and how to fix
+            ctx = item["ctx"]
+            path = ".".join(filter(None, (path, ctx["path"])))
+            fix = ctx["fix"]
         where = f"layer '{layer}'" if layer else (path or "experiment")
         problems.append({"layer": layer, "problem": problem, "fix": fix, "path": path or None,
                          "message": f"{where}: {problem}. Fix: {fix}"})
@@ -132,9 +140,13 @@ def run_shape(experiment: Experiment, n_train: int) -> tuple[int, int | None]:
     return per_epoch, max(1, math.ceil(train.epochs * per_epoch - 1e-9))
 
 
-def validate_document(raw: Any, *, datasets: DatasetCache, settings: Settings,
-                      uploads_dir: Path | None) -> tuple[Experiment | None, dict[str, Any]]:
+def validate_document(raw: Any, *, datasets: DatasetCache, settings: Settings, uploads_dir: Path | None,
+                      uploads: SessionUploads | None = None) -> tuple[Experiment | None, dict[str, Any]]:
     """Check a raw experiment document; returns (the Experiment or None, the report).
+
+    ``uploads``: the caller's session's view of the upload store; an experiment naming
+    another session's upload is then refused like a missing one (server/uploads.py).
+    None only for trusted local callers (the CLI, exports).
 
     The report is ``{"ok": False, "errors": [...]}`` or ``{"ok": True, "errors": [],
     "summary": NetworkSummary.to_dict(), "dataset": {...}, "steps_per_epoch", "total_steps"}``.
@@ -144,6 +156,8 @@ def validate_document(raw: Any, *, datasets: DatasetCache, settings: Settings,
     except ValidationError as error:
         return None, {"ok": False, "errors": pydantic_problems(error, raw)}
     try:
+        if uploads is not None:
+            uploads.check_access(experiment.data)
         shape = describe_data(experiment.data, uploads_dir=uploads_dir)  # cheap: no examples made
         summary = infer_shapes(
             experiment.network, shape.input_shape, shape.num_classes,
@@ -154,6 +168,15 @@ def validate_document(raw: Any, *, datasets: DatasetCache, settings: Settings,
         return None, {"ok": False, "errors": [_network_problem(error, experiment)]}
     except DataError as error:
         return None, {"ok": False, "errors": [_data_problem(error)]}
+    # Admission by cost at the real batch ("full" = every training example), before anything is queued.
+    cost = estimate_cost(summary, batch_size=experiment.train.batch_size, n_train=dataset.n_train,
+                         optimizer=experiment.train.optimizer.kind)
+    try:
+        check_cost(cost, summary, max_memory_bytes=settings.max_run_memory_bytes, max_step_macs=settings.max_step_macs)
+    except CostError as error:
+        return None, {"ok": False, "errors": [{
+            "code": error.code, "layer": error.layer, "problem": "too large for this server", "fix": error.fix,
+            "message": str(error), "path": "train.batch_size"}]}
     steps_per_epoch, total_steps = run_shape(experiment, dataset.n_train)
     return experiment, {
         "ok": True,
@@ -165,6 +188,7 @@ def validate_document(raw: Any, *, datasets: DatasetCache, settings: Settings,
         },
         "steps_per_epoch": steps_per_epoch,
         "total_steps": total_steps,
+        "cost": cost.to_dict(),
     }
 
 
@@ -174,6 +198,9 @@ def validate(
     datasets: DatasetCache = Depends(get_datasets),
     settings: Settings = Depends(get_settings),
     store: Store = Depends(get_store),
+    upload_store: UploadStore = Depends(get_uploads),
+    session_id: str = Depends(get_session_id),
 ) -> dict[str, Any]:
-    _, report = validate_document(document, datasets=datasets, settings=settings, uploads_dir=store.uploads_dir)
+    _, report = validate_document(document, datasets=datasets, settings=settings, uploads_dir=store.uploads_dir,
+                                  uploads=upload_store.for_session(session_id))
     return report
