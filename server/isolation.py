@@ -257,6 +257,48 @@ def _nothing() -> None:
     """A child that only proves the fork server is up."""
 
 
+# Niceness of the processes that train runs and make previews: the server process (the event loop that
+# sends every student's frames, and the workers that hand out time slices) comes first when cores are
+# short; runs among themselves stay equal. Previews and other side work yield to runs as well.
+RUN_NICENESS = 5
+ASIDE_NICENESS = 10
+
+_aside_lock = threading.Lock()
+_aside_pool: Any = None
+
+
+def _lower_priority(increment: int) -> None:
+    try:
+        os.nice(increment)
+    except OSError:  # not allowed to: run at the normal priority
+        pass
+
+
+def run_aside(fn: Callable[..., Any], *args: Any, timeout: float = 120.0) -> Any:
+    """``fn(*args)`` in a helper process at low priority (one at a time), for CPU work a request asks for
+    (a dataset preview) that must not take the server's interpreter lock or the cores the runs need.
+
+    ``fn`` and its arguments and result must be picklable; exceptions come back as raised by ``fn``
+    unless they cannot be pickled (callers return errors as values to be safe).
+    """
+    global _aside_pool
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    with _aside_lock:
+        if _aside_pool is None:
+            _aside_pool = ProcessPoolExecutor(max_workers=1, mp_context=process_context(),
+                                              initializer=_lower_priority, initargs=(ASIDE_NICENESS,))
+        pool = _aside_pool
+    try:
+        return pool.submit(fn, *args).result(timeout=timeout)
+    except BrokenProcessPool:  # the helper died (killed, out of memory): start a fresh one next time
+        with _aside_lock:
+            if _aside_pool is pool:
+                _aside_pool = None
+        raise
+
+
 def _die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when its parent (the fork server) dies: no orphan runs after a kill -9."""
     try:
@@ -300,6 +342,7 @@ def child_main(conn: Any, spec: ChildSpec) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the server's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _lower_priority(RUN_NICENESS)
     import torch
 
     torch.set_num_threads(max(1, spec.threads))

@@ -391,7 +391,7 @@ class AugmentSpec(Spec):
     noise_std: float = Field(0.0, ge=0.0, le=10.0, description="add N(0, std^2) noise to the (preprocessed) input")
 
 
-# Seeds are what torch.manual_seed takes: a 64-bit integer, signed or unsigned. A larger one passed
+# train.seed is what torch.manual_seed takes: a 64-bit integer, signed or unsigned. A larger one passed
 # validation and then failed inside the run ("Overflow when unpacking long").
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
 
@@ -406,7 +406,9 @@ class DataSpec(Spec):
         "none", description="per-channel mean-centering, or centering and division by the std, from training statistics"
     )
     augmentation: AugmentSpec = Field(default_factory=AugmentSpec)
-    seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX, description="seed of generation and of the train/validation split")
+    # Generation and the split draw from NumPy generators, which take any integer (a negative or 2**70 seed is
+    # fine); 128 bits is all the entropy they use, so a longer number is refused as the typo it is.
+    seed: int = Field(0, ge=-(2**128), le=2**128, description="seed of generation and of the train/validation split")
 
 
 # ---------------------------------------------------------------------------

@@ -266,8 +266,8 @@ class DeviceWorker:
         def build() -> None:
             try:
                 session = self.scheduler.build_session(run, self.threads)
-            except Exception as exc:
-                self.post(lambda: self._start_failed(run, exc))
+            except Exception as exc:  # bound now: Python unbinds ``exc`` when the except block ends
+                self.post(lambda error=exc: self._start_failed(run, error))
             else:
                 self.post(lambda: self._opened(run, session))
 

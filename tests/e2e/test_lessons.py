@@ -106,14 +106,14 @@ def test_lesson_walkthrough(page, preset):
             page.wait_for_function("n => window.__dlplay.lessons.comparedRuns().filter(Boolean).length >= Math.min(n, 2)",
                                    arg=len(values), timeout=RUN_TIMEOUT_MS)
             page.wait_for_selector("[data-view=RunsOverlay]:not([hidden])")
-            # the overlay draws at least two of the compared runs, each with metric points
+            # the overlay draws at least two of the compared runs, each with enough metric points to be a curve
             page.wait_for_function(
                 """() => { const el = document.querySelector('[data-view=RunsOverlay]');
                            return el && Number(el.dataset.runs || 0) >= 2; }""", timeout=RUN_TIMEOUT_MS)
             page.wait_for_function(
                 """async () => { const ids = window.__dlplay.lessons.comparedRuns().filter(Boolean);
                    const r = await fetch(`/api/runs/compare?ids=${ids.join(',')}`).then(r => r.json());
-                   return r.runs.filter(run => run.metrics.length > 0).length >= 2; }""", timeout=RUN_TIMEOUT_MS, polling=500)
+                   return r.runs.filter(run => run.metrics.length >= 10).length >= 2; }""", timeout=RUN_TIMEOUT_MS, polling=500)
             names = page.evaluate(
                 """async () => { const ids = window.__dlplay.lessons.comparedRuns().filter(Boolean);
                    const r = await fetch(`/api/runs/compare?ids=${ids.join(',')}`).then(r => r.json());

@@ -19,6 +19,7 @@ from server.data_cache import DatasetBusy, DatasetTooLarge
 from server.datasets import DATASETS, UPLOAD_PREFIX, DataError, preview
 from server.datasets.catalog import dataset_bytes
 from server.datasets.preview import preview_spec
+from server.isolation import run_aside
 from server.schemas import DataSpec
 from server.store import Store
 from server.uploads import UploadStore
@@ -47,6 +48,14 @@ def data_http_error(error: DataError) -> HTTPException:
     else:
         status = 400
     return HTTPException(status_code=status, detail=str(error))
+
+
+def _make_preview(spec: dict[str, Any], n: int, uploads_dir: Any) -> dict[str, Any] | tuple[str, str | None, str | None]:
+    """``preview_spec`` for the helper process; a DataError comes back as (problem, fix, culprit), which pickles."""
+    try:
+        return preview_spec(DataSpec.model_validate(spec), n, uploads_dir=uploads_dir)
+    except DataError as error:
+        return (error.problem, error.fix, error.culprit)
 
 
 @router.get("/datasets/{name}/preview", responses=errors(400, 404, 413, 503), summary="The first n training examples: PNG images or 2D points")
@@ -81,9 +90,15 @@ def dataset_preview(
                                     "in a moment")
             try:
                 with cache.large_load(cost, name):
-                    view = preview_spec(spec, n, uploads_dir=store.uploads_dir)
+                    # In a helper process at low priority: the examples are made without this process's
+                    # interpreter lock, which the workers handing out run slices need (server/isolation.py).
+                    outcome = run_aside(_make_preview, spec.model_dump(mode="json"), n, store.uploads_dir)
             finally:
                 _PREVIEW_SLOT.release()
+            if isinstance(outcome, tuple):
+                problem, fix, culprit = outcome
+                raise DataError(problem, fix, culprit=culprit)
+            view = outcome
     except DataError as error:
         raise data_http_error(error) from None
     out: dict[str, Any] = {key: view[key] for key in
