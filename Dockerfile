@@ -21,5 +21,7 @@ RUN bash .ci/install
 
 VOLUME ["/data"]
 EXPOSE 8000
-# Listen on all interfaces inside the container; publish with -p 8000:8000.
-CMD ["dlplay", "--host", "0.0.0.0", "--port", "8000"]
+# Listen on all interfaces inside the container; publish with -p 8000:8000. Beyond loopback the server needs an
+# access token (server/security.py): give one with -e DLPLAY_ACCESS_TOKEN=..., or a fresh one is made at each
+# start and the page's address with it is printed (docker logs).
+CMD ["sh", "-c", "exec dlplay --host 0.0.0.0 --port 8000 --token \"${DLPLAY_ACCESS_TOKEN:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')}\""]
