@@ -26,6 +26,7 @@ operation that finished, in order. Two handles implement it:
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import logging
 import multiprocessing
@@ -257,10 +258,9 @@ def _nothing() -> None:
     """A child that only proves the fork server is up."""
 
 
-# Niceness of the processes that train runs and make previews: the server process (the event loop that
-# sends every student's frames, and the workers that hand out time slices) comes first when cores are
-# short; runs among themselves stay equal. Previews and other side work yield to runs as well.
-RUN_NICENESS = 5
+# Niceness of the helper process that makes previews: side work yields to training runs and the server.
+# Runs themselves keep the normal priority: on a laptop they compete with the student's own browser, which
+# draws what they send (a niceness of 5 there starved LeNet's live views in the page).
 ASIDE_NICENESS = 10
 
 _aside_lock = threading.Lock()
@@ -272,6 +272,14 @@ def _lower_priority(increment: int) -> None:
         os.nice(increment)
     except OSError:  # not allowed to: run at the normal priority
         pass
+
+
+def _close_aside_pool() -> None:
+    global _aside_pool
+    with _aside_lock:
+        pool, _aside_pool = _aside_pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_aside(fn: Callable[..., Any], *args: Any, timeout: float = 120.0) -> Any:
@@ -289,6 +297,7 @@ def run_aside(fn: Callable[..., Any], *args: Any, timeout: float = 120.0) -> Any
         if _aside_pool is None:
             _aside_pool = ProcessPoolExecutor(max_workers=1, mp_context=process_context(),
                                               initializer=_lower_priority, initargs=(ASIDE_NICENESS,))
+            atexit.register(_close_aside_pool)  # before the interpreter tears its modules down under the pool
         pool = _aside_pool
     try:
         return pool.submit(fn, *args).result(timeout=timeout)
@@ -342,7 +351,6 @@ def child_main(conn: Any, spec: ChildSpec) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the server's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _lower_priority(RUN_NICENESS)
     import torch
 
     torch.set_num_threads(max(1, spec.threads))

@@ -743,7 +743,8 @@ def document_error(path: str, problem: str, fix: str) -> PydanticCustomError:
     pydantic locates such an error at the model itself; ``path`` (dotted, from the document's root)
     and ``fix`` travel in its context so POST /api/validate reports them like a field's error.
     """
-    return PydanticCustomError("document", "{problem}", {"problem": problem, "path": path, "fix": fix})
+    # The message says it all (dlplay run and scripts print it as is); /api/validate splits it up again.
+    return PydanticCustomError("document", "{path}: {problem}. Fix: {fix}", {"problem": problem, "path": path, "fix": fix})
 
 
 def _error_path(error: Any) -> str:

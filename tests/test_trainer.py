@@ -3,6 +3,7 @@
 import copy
 import math
 
+import pydantic
 import pytest
 import torch
 import torch.nn.functional as F
@@ -440,8 +441,9 @@ def test_freeze_keeps_a_layer_identical():
 
 
 def test_freeze_of_an_unknown_layer_is_an_experiment_error():
-    with pytest.raises(ExperimentError, match="'conv9'.*hidden, out"):
-        Trainer(experiment(freeze=["conv9"]), dataset=blobs())
+    # Refused when the document is validated (issue 9: it used to pass and fail after queueing), naming the layers.
+    with pytest.raises(pydantic.ValidationError, match="'conv9'.*hidden, out"):
+        experiment(freeze=["conv9"])
     with pytest.raises(ExperimentError, match="no trainable parameters"):
         Trainer(experiment(freeze=["hidden", "out"]), dataset=blobs())
 

@@ -103,7 +103,7 @@ def pydantic_problems(error: ValidationError, raw: Any) -> list[dict[str, Any]]:
         if item["type"] == "document":  # a cross-field check (schemas.document_error) says where and how to fix
             ctx = item["ctx"]
             path = ".".join(filter(None, (path, ctx["path"])))
-            fix = ctx["fix"]
+            problem, fix = ctx["problem"], ctx["fix"]
         where = f"layer '{layer}'" if layer else (path or "experiment")
         problems.append({"layer": layer, "problem": problem, "fix": fix, "path": path or None,
                          "message": f"{where}: {problem}. Fix: {fix}"})
