@@ -388,8 +388,9 @@ class DeviceWorker:
 
     def apply_views(self, run: Run) -> None:
         """Give a run's session the union of what its subscribers watch (sent to it between its steps)."""
-        if run.session is None or not run.active or run.state == "starting":
-            return  # a starting run opens with the views watched at that moment
+        if run.session is None or not run.active:
+            return  # a run still being built opens with the views watched at that moment
+        # A run that is opening gets them right after its open (its process carries out requests in order).
         try:
             self._ask(run, "set_views", {"views": run.watched_views()}, None, on_error=lambda exc: log.error(
                 "run %s: views were checked before and still failed: %s", run.id, exc))
