@@ -57,6 +57,9 @@ function sparsePoints(u: uPlot, seriesIdx: number, i0: number, i1: number): bool
   return n <= u.bbox.width / devicePixelRatio / 12;
 }
 
+/** How often a chart with data but no width yet looks again (ms): cheap, and bounded by a hidden tab. */
+const HIDDEN_RETRY_MS = 250;
+
 export class LossCurves {
   private readonly redraw: Redraw;
   private readonly syncKey = `dl-loss-${++instances}`;
@@ -399,7 +402,13 @@ export class LossCurves {
       delete this.root.dataset.step;
       return;
     }
-    if (widthOf(this.lossBox) <= 0) return; // hidden tab: build when shown
+    if (widthOf(this.lossBox) <= 0) {
+      // Not laid out yet (a hidden tab, or a replay that arrived before the page's first layout): look
+      // again shortly. The width observer alone missed the case where the root had its width all along
+      // and only the chart's box was still empty, which left a reopened run's chart blank.
+      window.setTimeout(() => this.redraw.request(), HIDDEN_RETRY_MS);
+      return;
+    }
     const hasAcc = this.trainAcc.some((v) => v !== null);
     if (hasAcc !== this.hasAcc) {
       this.hasAcc = hasAcc;
