@@ -8,6 +8,7 @@ how long anything takes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -25,6 +26,7 @@ from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
 from server.app import create_app
+from server.channel import Outbox
 from server.config import Settings
 
 HANG_GUARD = 60.0  # seconds: generous; only there so a broken server fails the test instead of hanging it
@@ -282,6 +284,29 @@ class WsClient:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------------------
+# Reading a scheduler outbox (test_jobs.py, test_isolation.py)
+# ---------------------------------------------------------------------------
+
+
+async def until(box: Outbox, predicate: Callable[[dict], bool], seen: list | None = None) -> dict:
+    """Read frames from ``box`` until one matches; everything read is appended to ``seen``."""
+    seen = [] if seen is None else seen
+
+    async def read() -> dict:
+        while True:
+            message = json.loads((await box.get()).text)
+            seen.append(message)
+            if predicate(message):
+                return message
+
+    return await asyncio.wait_for(read(), HANG_GUARD)
+
+
+def of_type(type_: str, **fields: Any) -> Callable[[dict], bool]:
+    return lambda m: m["type"] == type_ and all(m.get(k) == v for k, v in fields.items())
 
 
 def is_final(run_id: str) -> Callable[[dict[str, Any]], bool]:

@@ -7,12 +7,11 @@ with one flaw each (tests/api/run_doubles.py).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any, Callable
 
 import torch
-from api_helpers import HANG_GUARD, make_settings, tiny_experiment
+from api_helpers import make_settings, of_type, tiny_experiment, until
 from run_doubles import GreedySession, StuckStepSession
 
 from safetensors.torch import load_file
@@ -48,23 +47,6 @@ class Harness:
     def close(self) -> None:
         self.scheduler.shutdown()
         self.store.close()
-
-
-async def until(box: Outbox, predicate: Callable[[dict], bool], seen: list | None = None) -> dict:
-    seen = [] if seen is None else seen
-
-    async def read() -> dict:
-        while True:
-            message = json.loads((await box.get()).text)
-            seen.append(message)
-            if predicate(message):
-                return message
-
-    return await asyncio.wait_for(read(), HANG_GUARD)
-
-
-def of_type(type_: str, **fields: Any) -> Callable[[dict], bool]:
-    return lambda m: m["type"] == type_ and all(m.get(k) == v for k, v in fields.items())
 
 
 def test_stop_ends_a_run_stuck_in_a_60_s_step_within_2_s_and_others_keep_training(tmp_path):

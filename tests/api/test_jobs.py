@@ -18,7 +18,7 @@ from server.scheduler import Scheduler, SchedulerError
 from server.schemas import Experiment
 from server.store import Store
 
-from api_helpers import HANG_GUARD, FakeSession, make_settings, tiny_experiment
+from api_helpers import HANG_GUARD, FakeSession, make_settings, of_type, tiny_experiment, until
 
 
 def experiment(name: str = "tiny", steps: int = 100, log_every: int = 10) -> Experiment:
@@ -49,24 +49,6 @@ class Harness:
     def close(self) -> None:
         self.scheduler.shutdown()
         self.store.close()
-
-
-async def until(box: Outbox, predicate: Callable[[dict], bool], seen: list | None = None) -> dict:
-    """Read frames from ``box`` until one matches; everything read is appended to ``seen``."""
-    seen = [] if seen is None else seen
-
-    async def read() -> dict:
-        while True:
-            message = json.loads((await box.get()).text)
-            seen.append(message)
-            if predicate(message):
-                return message
-
-    return await asyncio.wait_for(read(), HANG_GUARD)
-
-
-def of_type(type_: str, **fields: Any) -> Callable[[dict], bool]:
-    return lambda m: m["type"] == type_ and all(m.get(k) == v for k, v in fields.items())
 
 
 def run_async(fn):
