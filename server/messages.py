@@ -1205,6 +1205,8 @@ class StartCommand(CommandBase):
 
     cmd: Literal["start"]
     experiment: Experiment = Field(description="the experiment document, checked as POST /api/validate checks it")
+    paused: bool = Field(False, description="start paused: the run opens (its summary and a step-0 frame of every "
+                         "watched view) and waits at step 0 for `step` or `resume` (the Step button before any run)")
 
 
 class RunCommand(CommandBase):

@@ -167,6 +167,7 @@ class RunSession:
         """One training step, observed by every step view, then a frame of every watched view (the Step button)."""
         if self.done:
             return [protocol.error_message("run_finished", "This run has ended; start a new one.")]
+        self.trainer.request_metrics()  # the stepped step's loss is shown, between log_every points too
         messages = self._one_step(observe=True, flush=True)
         if not self.done:
             messages += self.refresh()

@@ -94,6 +94,7 @@ class Run:
     kill_at: float | None = None  # monotonic time after which a run asked to stop is killed mid-step
     heavy_probe: bool = False  # a heavy on-demand probe is in progress (at most one per run)
     stopping: bool = False  # a stop was asked for (by the user or the time limit) and is under way
+    start_paused: bool = False  # open at step 0 and wait for step/resume (the Step button before any run)
     # Commands that arrived while the run was starting: carried out, in order, once it has started.
     deferred: list[tuple[str, dict[str, Any], Future]] = field(default_factory=list)
     stop_futures: list[Future] = field(default_factory=list)  # resolved when the stop has taken effect
@@ -182,13 +183,14 @@ class Scheduler:
     # -- submitting --------------------------------------------------------------
 
     def submit(self, session_id: str, experiment: Experiment, *, subscriber: Outbox | None = None,
-               request_id: Any = None, client_ip: str | None = None) -> Run:
+               request_id: Any = None, client_ip: str | None = None, paused: bool = False) -> Run:
         """Accept a validated experiment: record it, queue it, admit it when a slot is free.
 
         The run's first message is ``status queued`` with its ``position`` (1 = next);
         ``subscriber`` (if given) is subscribed before it, so it sees every seq.
         Raises ``SchedulerError`` when a limit refuses it. ``client_ip`` (the caller's address, if known)
         is held to ``max_runs_per_ip`` runs training or waiting across all its sessions (issue 9).
+        ``paused``: the run opens at step 0 and waits for ``step`` or ``resume`` instead of training.
         """
         device = resolve_device(self.settings.device, experiment.train.device)
         s = self.settings
@@ -223,7 +225,7 @@ class Scheduler:
                     )
             run_id = new_run_id()
             run = Run(id=run_id, session_id=session_id, experiment=experiment, device=device,
-                      channel=RunChannel(run_id), request_id=request_id, client_ip=client_ip)
+                      channel=RunChannel(run_id), request_id=request_id, client_ip=client_ip, start_paused=paused)
             self.store.create_run(run.id, session_id, experiment.name, experiment.model_dump(mode="json"),
                                   status="queued", device=device)
             self._runs[run.id] = run

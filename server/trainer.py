@@ -252,6 +252,7 @@ class Trainer:
         self._full_batch = self.batch_size == n_train  # order is irrelevant: use the data as it lies
         self._eval_every = train.eval_every or self.steps_per_epoch
         self._log_every = train.log_every
+        self._metrics_next_step = False  # request_metrics(): the next step ends a metrics interval early
         self._clip = train.grad_clip
 
         # -- randomness: a generator for shuffling/augmentation; the global one for dropout --------
@@ -501,7 +502,8 @@ class Trainer:
             self._interval_seconds += time.perf_counter() - t
             if not math.isfinite(self.initial_loss):
                 self._finish("non_finite", self._non_finite_message(self.initial_loss, 1))
-        if k % self._log_every == 0 or last:
+        if k % self._log_every == 0 or last or self._metrics_next_step:
+            self._metrics_next_step = False
             metrics = self._flush_metrics(k)
         if self.n_val and (k % self._eval_every == 0 or last) and (
             self.stop is None or self.stop.reason not in ("non_finite", "exploded")
@@ -587,6 +589,10 @@ class Trainer:
         if self.stop is None:
             self.stop = StopInfo(reason, message)
             self.done = True
+
+    def request_metrics(self) -> None:
+        """Report the next step's interval metrics whatever ``log_every`` says (the Step button shows its loss)."""
+        self._metrics_next_step = True
 
     def request_stop(self) -> None:
         """End the run now (reason "stopped"); later step() calls raise RuntimeError."""

@@ -288,7 +288,9 @@ class DeviceWorker:
         # Joins the ring just behind the pointer: its next slice comes after every other run's.
         self._order.insert(min(self._next, len(self._order)), run)
         self._next += 1
-        session.request("open", {"first_steps": run.experiment.train.log_every,
+        # A run started paused takes no first slice: it waits at step 0 for step or resume.
+        first_steps = 0 if run.start_paused else run.experiment.train.log_every
+        session.request("open", {"first_steps": first_steps,
                                  "first_seconds": self.settings.slice_seconds, "views": run.watched_views()},
                         lambda reply: self._after_open(run, reply))
 
@@ -301,6 +303,8 @@ class DeviceWorker:
         self.store.set_status(run.id, "running", started=True, device=self.device)
         run.state = "running"
         self._progress(run, reply.messages, reply.weights)
+        if run.start_paused and run.state == "running":
+            self._set_state(run, "paused")  # after the open's "running": the page sees the run wait at step 0
         deferred, run.deferred = run.deferred, []
         for name, args, future in deferred:
             self._carry_out(run, name, args, future)

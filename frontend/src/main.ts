@@ -95,12 +95,12 @@ async function boot(): Promise<void> {
   });
   controls.setSpeedAvailable(liveViews !== null);
   /** Train: `experiment` (default: the document; a lesson's compare step passes its own) becomes the shown run. */
-  const startRun = (experiment: Experiment = store.experiment): void => {
+  const startRun = (experiment: Experiment = store.experiment, paused = false): void => {
     // Restart: the old run would keep a share of the device; stop it first.
     const previous = tracker.snapshot.runId;
     if (previous && tracker.active) socket.send({ cmd: "stop", run_id: previous });
     const id = tracker.starting();
-    socket.send({ cmd: "start", id, experiment });
+    socket.send(paused ? { cmd: "start", id, experiment, paused } : { cmd: "start", id, experiment });
   };
   const withRun = (fn: (runId: string) => void): void => {
     const id = tracker.snapshot.runId;
@@ -226,7 +226,7 @@ async function boot(): Promise<void> {
   const lessons = new LessonGuide({
     store,
     presets,
-    startRun: (experiment) => startRun(experiment),
+    startRun: (experiment, paused) => startRun(experiment, paused),
     run: () => tracker.snapshot,
     onRun: (cb) => void tracker.subscribe(cb),
     send: (cmd) => socket.send(cmd),

@@ -1132,6 +1132,11 @@ export interface StartCommand extends CommandBase {
   cmd: "start";
   /** the experiment document, checked as POST /api/validate checks it */
   experiment: Experiment;
+  /**
+   * start paused: the run opens (its summary and a step-0 frame of every watched view) and waits at step
+   * 0 for `step` or `resume` (the Step button before any run)
+   */
+  paused?: boolean;
 }
 
 /** Pause training; the server sends a frame of every watched view at once. */

@@ -176,6 +176,9 @@ class Client:
         raw = command.get("experiment")
         if not isinstance(raw, dict):
             raise CommandError("bad_arguments", "start needs {\"experiment\": {...an Experiment document...}}")
+        paused = command.get("paused", False)
+        if not isinstance(paused, bool):
+            raise CommandError("bad_arguments", "start's \"paused\" is true or false (true: wait at step 0 for step or resume)")
         experiment, report = await asyncio.to_thread(
             validate_document, raw, datasets=self.datasets, settings=self.settings, uploads_dir=self.store.uploads_dir,
             uploads=self.ws.app.state.uploads.for_session(self.session_id))  # only this session's uploads
@@ -190,7 +193,7 @@ class Client:
             return
         try:
             run = self.scheduler.submit(self.session_id, experiment, subscriber=self.outbox, request_id=request_id,
-                                        client_ip=self.client_ip)
+                                        client_ip=self.client_ip, paused=paused)
         except SchedulerError as error:
             raise CommandError(error.code, str(error)) from None
         self.subscriptions.add(run.id)

@@ -67,6 +67,26 @@ def test_start_streams_a_run_to_its_end(srv):
         assert [p["step"] for p in points] == [m["step"] for m in messages if m["type"] == "metrics"]
 
 
+def test_a_run_started_paused_waits_at_step_0_and_steps_once_per_step(srv):
+    """``start`` with ``paused``: the Step button before any run (and the lesson's "Press Step once"):
+    the run opens, says paused, trains nothing until told; each ``step`` is exactly one step."""
+    with WsClient(srv.ws, srv.session(ALICE)) as ws:
+        ws.send(cmd="start", experiment=tiny_experiment(50), paused=True, id="p")
+        run_id = ws.until(lambda m: m.get("run_id") is not None)["run_id"]
+        ws.until(lambda m: m.get("run_id") == run_id and m["type"] == "status" and m["state"] == "paused")
+        ws.send(cmd="step", run_id=run_id)
+        first = ws.until(is_type("metrics", run_id))
+        assert first["step"] == 1  # no step was taken before the first "step"
+        ws.send(cmd="step", run_id=run_id)
+        assert ws.until(is_type("metrics", run_id))["step"] == 2
+        ws.send(cmd="resume", run_id=run_id)
+        final = ws.until(is_final(run_id))
+        assert final["steps"] == 50 and final["stop_reason"] == "finished"
+        ws.send(cmd="start", experiment=tiny_experiment(5), paused="yes", id="bad")
+        error = ws.until(is_type("error"))
+        assert error["code"] == "bad_arguments" and error["request_id"] == "bad" and "paused" in error["message"]
+
+
 def test_every_run_command(srv):
     with WsClient(srv.ws, srv.session(ALICE)) as ws:
         run_id = ws.start(tiny_experiment(1_000_000))

@@ -29,7 +29,8 @@ export interface LessonShell {
   store: Store;
   presets: readonly PresetInfo[];
   /** the page's Train: start `experiment` (default: the document) as the shown run */
-  startRun(experiment?: Experiment): void;
+  /** Train `experiment` (default: the editor's); `paused`: the run waits at step 0 for step or resume. */
+  startRun(experiment?: Experiment, paused?: boolean): void;
   /** the shown run */
   run(): RunSnapshot;
   onRun(cb: (snap: RunSnapshot) => void): void;
@@ -69,6 +70,10 @@ export class LessonGuide {
   private lastSnap: RunSnapshot | null = null;
   /** an action waiting for the shown run to train (probe, step) */
   private whenRunning: ((runId: string) => void) | null = null;
+  /** `whenRunning` waits for a run started paused (it has no metrics yet), not for its first metrics */
+  private whenPausedAtStart = false;
+  /** the run shown when that paused start was asked for (an older paused run is not the new one) */
+  private pausedStartFrom: string | null = null;
   /** probe replies awaited: message type -> step index */
   private awaiting = new Map<string, number>();
   private compared: ComparedRun[] = [];
@@ -216,7 +221,13 @@ export class LessonGuide {
           this.shell.startRun();
           break;
         case "step":
-          this.afterStart(index, (runId) => this.shell.send({ cmd: "step", run_id: runId }), true);
+          // a fresh run that waits at step 0, then exactly one step: the first loss, whatever the machine's speed
+          // (a run started running could finish a short lesson before a later "step" reached it)
+          this.whenRunning = (runId) => this.shell.send({ cmd: "step", run_id: runId });
+          this.whenPausedAtStart = true;
+          this.pausedStartFrom = this.shell.run().runId;
+          this.shell.startRun(undefined, true);
+          this.setStepState(index, { text: "training first…", kind: "busy" });
           break;
         case "probe": {
           const cmd = { cmd: "probe", id: PROBE_ID, run_id: "", probe: action.view, ...action.args } as ProbeCommand;
@@ -266,6 +277,7 @@ export class LessonGuide {
       return;
     }
     this.whenRunning = act;
+    this.whenPausedAtStart = false;
     if (fresh || !(snap.state === "queued" || snap.state === "running" || snap.state === "starting")) this.shell.startRun();
     this.setStepState(index, { text: "training first…", kind: "busy" });
   }
@@ -321,15 +333,20 @@ export class LessonGuide {
         }
       }
     }
-    if (this.whenRunning && snap.runId && snap.metrics !== null && (snap.state === "running" || snap.state === "paused")) {
+    const opened = this.whenPausedAtStart
+      ? snap.state === "paused" && snap.runId !== this.pausedStartFrom // the new run, waiting at step 0
+      : snap.metrics !== null && (snap.state === "running" || snap.state === "paused");
+    if (this.whenRunning && snap.runId && opened) {
       const act = this.whenRunning;
       this.whenRunning = null;
+      this.whenPausedAtStart = false;
       for (const [i, s] of this.stepStates) if (s.kind === "busy" && s.text === "training first…") this.stepStates.delete(i);
       act(snap.runId);
       this.sync();
     }
     if (snap.state === "failed" || (snap.state === "idle" && snap.error)) {
       this.whenRunning = null;
+      this.whenPausedAtStart = false;
       for (const [i, s] of this.stepStates) if (s.kind === "busy") this.stepStates.set(i, { text: "the run did not start", kind: "error" });
       this.sync();
     }
