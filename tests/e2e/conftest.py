@@ -140,9 +140,23 @@ def page(browser, server, request):
     pg.base_url = server  # type: ignore[attr-defined]
     yield pg
     problems = watch.problems()
+    _stop_live_runs(pg)
     context.close()
     if problems and not request.node.rep_call_failed:
         pytest.fail("the page misbehaved:\n" + "\n".join(problems[:20]))
+
+
+def _stop_live_runs(pg) -> None:
+    """Stop this page's runs that still train or wait: a run left paused by a failed test would keep a slot of
+    the shared server (and count against 127.0.0.1's runs) and fail the next tests for a reason not theirs."""
+    try:
+        pg.evaluate("""async () => {
+            const d = window.__dlplay; if (!d || !d.socket) return;
+            const runs = await fetch('/api/runs').then(r => r.ok ? r.json() : []);
+            for (const r of runs) if (['queued', 'starting', 'running', 'paused'].includes(r.status)) d.socket.send({ cmd: 'stop', run_id: r.id });
+            await new Promise(res => setTimeout(res, 200)); }""")
+    except Exception:  # a page that crashed or navigated away: nothing of ours to stop from here
+        pass
 
 
 @pytest.hookimpl(hookwrapper=True)
