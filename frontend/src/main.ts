@@ -87,7 +87,14 @@ async function boot(): Promise<void> {
     start: () => startRun(),
     pause: () => withRun((run_id) => socket.send({ cmd: "pause", run_id })),
     resume: () => withRun((run_id) => socket.send({ cmd: "resume", run_id })),
-    step: () => withRun((run_id) => socket.send({ cmd: "step", run_id })),
+    step: () => {
+      if (tracker.snapshot.state === "paused") withRun((run_id) => socket.send({ cmd: "step", run_id }));
+      else if (!tracker.active) {
+        // no run to step: one opens paused at step 0, then takes its first step (tracker.subscribe below)
+        stepWhenOpened = tracker.snapshot.runId ?? "";
+        startRun(store.experiment, true);
+      }
+    },
     stop: () => withRun((run_id) => socket.send({ cmd: "stop", run_id })),
     speed: (steps_per_s) => {
       if (liveViews !== null && tracker.active) withRun((run_id) => socket.send({ cmd: "speed", run_id, steps_per_s }));
@@ -102,6 +109,8 @@ async function boot(): Promise<void> {
     const id = tracker.starting();
     socket.send(paused ? { cmd: "start", id, experiment, paused } : { cmd: "start", id, experiment });
   };
+  /** Step pressed with no run: the run shown before (""), until the new paused run opens and is stepped */
+  let stepWhenOpened: string | null = null;
   const withRun = (fn: (runId: string) => void): void => {
     const id = tracker.snapshot.runId;
     if (id) fn(id);
@@ -246,6 +255,10 @@ async function boot(): Promise<void> {
   });
   let addressRun: string | null = initialRun;
   tracker.subscribe((snap) => {
+    if (stepWhenOpened !== null && snap.runId && snap.runId !== stepWhenOpened && snap.state === "paused") {
+      stepWhenOpened = null;
+      socket.send({ cmd: "step", run_id: snap.runId });
+    } else if (stepWhenOpened !== null && (snap.state === "failed" || (snap.state === "idle" && snap.error))) stepWhenOpened = null;
     controls.update(snap);
     training.setLive(tracker.active && snap.runId !== null);
     training.markStep(snap.metrics?.step ?? null, snap.metrics?.lr ?? null);

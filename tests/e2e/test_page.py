@@ -107,6 +107,27 @@ def test_preset_then_training_draws_the_curves(page):
     shoot(page, "04c_runs")
 
 
+def test_step_before_any_run_opens_one_paused_and_takes_one_step(page):
+    """The Step button with nothing trained yet: a run opens paused at step 0 and takes exactly one step,
+    whose loss is shown (log_every 10 would otherwise show nothing until step 10); each press is one more."""
+    open_app(page)
+    load_preset(page, "spiral_mlp")
+    edit(page, "doc.train.max_steps = 200000; doc.train.log_every = 10;")
+    wait_valid(page)
+    assert page.is_enabled("#step")
+    page.click("#step")
+    wait_step(page, 1)
+    wait_state(page, "paused")
+    assert page.evaluate("() => window.__dlplay.tracker.snapshot.metrics.step") == 1
+    loss = page.evaluate("() => window.__dlplay.tracker.snapshot.metrics.train_loss")
+    assert 0.3 < loss < 2.0  # two classes, small initial weights: about ln 2 = 0.69
+    page.click("#step")
+    wait_step(page, 2)
+    assert page.evaluate("() => window.__dlplay.tracker.snapshot.state") == "paused"
+    page.click("#stop")
+    wait_state(page, "stopped", "finished")
+
+
 def test_small_cnn_filters_feature_maps_and_gradcam(page):
     open_app(page)
     load_preset(page, "lenet5_mnist")

@@ -141,7 +141,9 @@ export class RunControls {
     this.startBtn.classList.toggle("warn", !this.valid);
     this.pauseBtn.disabled = !(state === "running" || state === "paused" || state === "queued");
     this.pauseBtn.textContent = state === "paused" ? "▶ Resume" : "❚❚ Pause";
-    this.stepBtn.disabled = state !== "paused";
+    // Step also works before any run (or after one ended): a new run opens paused and takes one step
+    this.stepBtn.disabled = !(state === "paused" || (!active && this.valid));
+    this.stepBtn.title = state === "paused" ? "one training step" : "start a run paused at step 0 and take one training step";
     this.stopBtn.disabled = !active || state === "starting";
     this.speedSelect.disabled = !this.speedAvailable;
     this.speedSelect.title = this.speedAvailable
