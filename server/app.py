@@ -25,10 +25,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from server.api import api_router
 from server.api.deps import DatasetCache
 from server.api.openapi import install as install_openapi
+from server.api.routes import classroom as class_routes
 from server.api.routes import export as export_routes
 from server.api.routes import session as session_routes
 from server.api.routes import searches as search_routes
+from server.api.class_ws import router as class_ws_router
 from server.api.ws import router as ws_router
+from server.class_monitor import ClassMonitor
+from server.classroom import ClassroomService
 from server.config import Settings, get_settings, version
 from server.datasets import UPLOAD_PREFIX
 from server.scheduler import Scheduler, SessionFactory
@@ -69,6 +73,11 @@ def create_app(settings: Settings | None = None, *, session_factory: SessionFact
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         # Before the first request: the first run after boot then starts as fast as any (server/warmup.py). Runs
         # train in processes forked from a fork server that warms the engine up once (server/isolation.py).
+        if settings.isolation == "ray":  # runs train on a Ray cluster (server/ray_backend.py): connect once, now
+            from server.ray_backend import connect as connect_ray
+
+            resources = await asyncio.to_thread(connect_ray, settings.ray_address)
+            log.info("runs train on the Ray cluster at %s (%g CPUs)", settings.ray_address, resources.get("CPU", 0))
         if settings.isolation == "process" and session_factory is None:
             log.info("started the run fork server (engine warm) in %.2f s", await asyncio.to_thread(start_fork_server))
         else:
@@ -86,6 +95,13 @@ def create_app(settings: Settings | None = None, *, session_factory: SessionFact
         # Runs share the cached data only with the real RunSession; test fakes build their own.
         scheduler = Scheduler(store, settings, session_factory=session_factory,
                               datasets=datasets if session_factory is None else None)
+        # Issue 10: the open class (a restart reopens it, members and all); it stops runs on a kick or the end.
+        classroom = ClassroomService(store, app.state.sessions, settings)
+        classroom.attach_scheduler(scheduler)
+        app.state.classroom = classroom
+        # The teacher's live dashboard (/ws/class): follows every member's run (server/class_monitor.py).
+        app.state.class_monitor = ClassMonitor(classroom, scheduler, store)
+        app.state.class_monitor.start()
         app.state.store = store
         app.state.scheduler = scheduler
         app.state.datasets = datasets
@@ -94,8 +110,13 @@ def create_app(settings: Settings | None = None, *, session_factory: SessionFact
             yield
         finally:
             uploads.close()
+            await app.state.class_monitor.close()
             await asyncio.to_thread(scheduler.shutdown)
             store.close()
+            if settings.isolation == "ray":
+                from server.ray_backend import disconnect as disconnect_ray
+
+                await asyncio.to_thread(disconnect_ray)
 
     app = FastAPI(
         title="dlplay",
@@ -118,8 +139,11 @@ def create_app(settings: Settings | None = None, *, session_factory: SessionFact
     app.include_router(export_routes.router, prefix="/api")  # issue 12: export runs, upload weights
     app.include_router(session_routes.router, prefix="/api")  # issue 9: POST /api/session for scripts
     app.include_router(search_routes.router, prefix="/api")  # issue 11: hyperparameter search (lesson 21)
+    app.include_router(class_routes.router, prefix="/api")  # issue 10: the classroom (join, teacher controls)
+    app.include_router(class_routes.pages)  # issue 10: /join and /teacher, before static/ takes every other path
     app.state.export_lock = threading.Lock()  # one export at a time (ONNX takes seconds of CPU)
     app.include_router(ws_router)
+    app.include_router(class_ws_router)  # issue 10: /ws/class, the teacher's live dashboard
     _mount_page(app, settings)
     install_openapi(app)  # the error bodies and statuses the routes really send (server/api/openapi.py)
     return app
@@ -177,28 +201,42 @@ def _mount_page(app: FastAPI, settings: Settings) -> None:
         app.mount("/", StaticFiles(directory=static, html=True), name="static")
 
 
-def serve(host: str, port: int, open_browser: bool = False, token: str | None = None) -> None:
+def serve(host: str, port: int, open_browser: bool = False, token: str | None = None, *,
+          class_open: bool = False, ray_address: str | None = None, open_url: str | None = None) -> None:
     """Run the server until interrupted (the ``dlplay`` command); prints the URLs to open.
 
-    Beyond loopback it refuses to start without an access token (``token`` or DLPLAY_ACCESS_TOKEN):
-    raises SystemExit with the reason (server/security.py).
+    Beyond loopback it refuses to start without an access token (``token`` or DLPLAY_ACCESS_TOKEN)
+    or an open class (``class_open``: ``dlplay class`` made one and printed its own URLs): raises
+    SystemExit with the reason (server/security.py). ``ray_address``: the Ray cluster runs train on
+    (``settings.ray_address``). ``open_url``: what ``open_browser`` opens (default: the first URL).
     """
     import uvicorn
 
     base = get_settings()
-    settings = base.model_copy(update={"host": host, "port": port, "access_token": token or base.access_token})
-    problem = exposure_problem(host, settings.access_token)
+    settings = base.model_copy(update={"host": host, "port": port, "access_token": token or base.access_token,
+                                       "ray_address": ray_address or base.ray_address,
+                                       # --ray: runs train on that cluster (server/ray_backend.py)
+                                       "isolation": "ray" if ray_address else base.isolation})
+    problem = exposure_problem(host, settings.access_token, class_open=class_open)
     if problem:
         raise SystemExit(f"dlplay: {problem}")
+    if settings.isolation == "ray":  # before the server starts: a missing Ray or cluster is one clear line
+        from server.ray_backend import RayUnavailable, connect as connect_ray
+
+        try:
+            connect_ray(settings.ray_address)
+        except RayUnavailable as error:
+            raise SystemExit(f"dlplay: {error}") from None
     app = create_app(settings)
     urls = share_urls(host, port, settings.access_token)
     print(f"dlplay {version()}: data in {settings.data_dir}; Ctrl-C stops", flush=True)
-    for where, url in urls:
-        print(f"  open {url}  ({where})", flush=True)
+    if not class_open:  # a class's students open its join URL, printed by `dlplay class`
+        for where, url in urls:
+            print(f"  open {url}  ({where})", flush=True)
     if settings.access_token:
         print("  anyone with the access token can use this server: share it with your class only", flush=True)
     if open_browser:
-        opener = threading.Timer(1.0, webbrowser.open, args=(urls[0][1],))  # once uvicorn is listening
+        opener = threading.Timer(1.0, webbrowser.open, args=(open_url or urls[0][1],))  # once uvicorn is listening
         opener.daemon = True
         opener.start()
     uvicorn.run(

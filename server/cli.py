@@ -2,6 +2,9 @@
 
     dlplay [--host H] [--port P] [--open]        start the server and print its URL
            [--token T]                           beyond loopback (--host 0.0.0.0) an access token is required
+    dlplay class [--host H] [--port P] [--title T] [--ray ADDRESS] [--new]
+                                                 start (or reopen) a class on the LAN: prints the join URL,
+                                                 its code, a QR code and the teacher's URL
     dlplay run EXPERIMENT.json [--steps N]       train headless; JSON Lines on stdout
     dlplay export RUN_OR_EXPERIMENT --format F   PyTorch code, notebook, ONNX, TorchScript or safetensors
 
@@ -135,6 +138,101 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def class_command(args: argparse.Namespace) -> int:
+    """``dlplay class``: create the class (or reopen the open one) in the store, print how to join, then serve.
+
+    The class is made before the server starts, in the same SQLite store: the server's classroom
+    loads it at start like a class a previous server left open (server/classroom.py).
+    """
+    from server.config import settings
+    from server.security import exposure_problem
+
+    problem = exposure_problem(args.host, args.token or settings.access_token, class_open=True)
+    if problem:  # only a short --token can be wrong here; a class needs no token
+        print(f"dlplay: {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    from server.app import serve
+
+    try:
+        classroom, reopened = open_class(args.title, new=args.new)
+    except ValueError as error:
+        print(f"dlplay: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    teacher_url = print_class_banner(classroom, args.host, args.port, reopened=reopened)
+    serve(args.host, args.port, args.open, token=args.token, class_open=True, ray_address=args.ray,
+          open_url=teacher_url)
+    return 0
+
+
+def open_class(title: str | None, *, new: bool = False):
+    """The class to run: the open one (reopened), or a new one (``new`` ends the open one first)."""
+    from server.classroom import ClassroomService
+    from server.config import settings
+    from server.security import load_secret
+    from server.sessions import SessionIssuer
+    from server.store import Store
+
+    store = Store(settings.data_dir, metric_cap=settings.metric_history_points)
+    try:
+        service = ClassroomService(store, SessionIssuer(load_secret(settings.data_dir), 1), settings)
+        if new and service.current is not None:
+            service.end()
+        if service.current is not None:
+            return service.current, True
+        return service.create(title or ""), False
+    finally:
+        store.close()
+
+
+def print_class_banner(classroom, host: str, port: int, *, reopened: bool, out=None) -> str:
+    """Print the students' join URL(s), the code, a QR code of the join URL and the teacher's URL; returns the latter."""
+    import segno
+
+    from server.security import WILDCARD_HOSTS, is_loopback, share_urls
+
+    out = out or sys.stdout
+    joins = share_urls(host, port, None, "/join")
+    network = [url for where, url in joins if where == "on the network"]
+    join_url = (network or [joins[0][1]])[0]
+    bind = host.strip("[]")
+    teacher_host = "127.0.0.1" if bind in WILDCARD_HOSTS or is_loopback(bind) else (f"[{bind}]" if ":" in bind else bind)
+    teacher_url = f"http://{teacher_host}:{port}/teacher?key={classroom.teacher_key}"
+    state = "reopened" if reopened else "started"
+    print(f"dlplay class {classroom.title!r} {state}", file=out)
+    print(f"  students open   {join_url}", file=out)
+    for where, url in joins:
+        if url != join_url:
+            print(f"              or  {url}  ({where})", file=out)
+    print(f"  class code      {classroom.code}", file=out)
+    print(f"  teacher         {teacher_url}", file=out)
+    print("                  (keep this link to yourself: it opens the dashboard and controls the class)", file=out)
+    if not network:
+        print("  no network address found: students on other computers cannot reach this one", file=out)
+    try:
+        segno.make(join_url, error="m").terminal(out=out, compact=True, border=2)
+    except UnicodeEncodeError:  # a terminal without the block characters
+        print("  (the QR code of the join URL is on the teacher's page)", file=out)
+    out.flush()
+    return teacher_url
+
+
+def build_class_parser() -> argparse.ArgumentParser:
+    from server.config import settings
+
+    parser = argparse.ArgumentParser(prog="dlplay class", description="Start (or reopen) a class on the local network.")
+    parser.add_argument("--host", default="0.0.0.0", help="interface to listen on (default 0.0.0.0: every one, so "
+                        "students' computers can reach it)")
+    parser.add_argument("--port", type=int, default=settings.port, help=f"port (default {settings.port})")
+    parser.add_argument("--title", default=None, help="the class's title, shown to students and on the dashboard")
+    parser.add_argument("--ray", default=None, metavar="ADDRESS",
+                        help="train runs on this Ray cluster (e.g. ray://head:10001 or auto; needs .[cluster])")
+    parser.add_argument("--new", action="store_true", help="end the class that is open and start a new one")
+    parser.add_argument("--token", default=None, metavar="TOKEN",
+                        help="also accept this access token (at least 8 characters); a class needs none")
+    parser.add_argument("--open", action="store_true", help="open the teacher's dashboard in a browser")
+    return parser
+
+
 def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     from server.config import settings
 
@@ -165,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("dlplay: --steps must be at least 1", file=sys.stderr)
             return EXIT_INVALID
         return run_command(args)
+    if argv and argv[0] == "class":  # issue 10
+        return class_command(build_class_parser().parse_args(argv[1:]))
     if argv and argv[0] == "export":  # issue 12
         from server.export.cli import export_main
 

@@ -57,8 +57,9 @@ class Settings(BaseSettings):
 
     # Where runs train: "process" = each run in its own child process, which the server can freeze between
     # time slices and kill mid-step (stop and the time limit take effect within seconds; a run that runs out of
-    # memory dies alone); "thread" = in the server process (no isolation; for debugging).
-    isolation: Literal["process", "thread"] = "process"
+    # memory dies alone); "thread" = in the server process (no isolation; for debugging); "ray" = each run in an
+    # actor on the Ray cluster at ray_address (server/ray_backend.py; needs `pip install -e .[cluster]`).
+    isolation: Literal["process", "thread", "ray"] = "process"
     # Runs computing at the same time on the CPU, each in its own process with torch_threads / cpu_workers
     # threads (at least one). One per core, up to 8: the small models here gain little from more threads,
     # and a student whose runs share a worker with nobody else's is not slowed by another's many runs
@@ -79,7 +80,10 @@ class Settings(BaseSettings):
     max_step_macs: int = Field(default_factory=lambda: 8 * 10**9 * (os.cpu_count() or 2), ge=0)
 
     # -- sharing the machine -----------------------------------------------------
-    max_active_runs: int = Field(32, ge=1)  # runs admitted at once, server-wide (a class of ~30 students, one run each)
+    # Runs admitted at once, server-wide: a class of 50 students with a run each, and a few comparing two (issue
+    # 10). Past it runs wait in the queue, and a waiting student sees no curve at all: time-sliced runs share the
+    # cores fairly (server/worker.py), so admitting them is better. Each is a process of ~20 MB (PSS).
+    max_active_runs: int = Field(64, ge=1)
     max_active_runs_per_session: int = Field(4, ge=1)  # runs one browser may train at once; more wait in the queue
     max_queued_runs: int = Field(64, ge=0)  # runs waiting server-wide; beyond it a start is refused with a clear error
     max_queued_runs_per_session: int = Field(8, ge=0)  # so one student cannot fill the queue
@@ -144,6 +148,12 @@ class Settings(BaseSettings):
     max_runs_per_ip: int = Field(12, ge=1)  # training + waiting across an address's sessions: one session's 4 + 8
     max_uploads_per_ip_per_hour: int = Field(60, ge=1)  # dataset and weights files (each up to max_upload_bytes)
     max_access_attempts_per_ip_per_hour: int = Field(20, ge=1)  # wrong access tokens before an address is refused
+
+    # -- beyond one machine (issue 10) ---------------------------------------------------------------------
+    # A Ray cluster to train runs on (`dlplay class --ray ADDRESS`, e.g. "ray://head:10001" or "auto"); None:
+    # runs train on this machine. The web server stays the one place students connect to. Used when isolation
+    # is "ray" (`--ray` sets both).
+    ray_address: str | None = None
 
 
 settings = Settings()

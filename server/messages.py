@@ -278,6 +278,30 @@ ERROR_CODES: dict[str, str] = {
                    "`final` and `status failed` follow, the other runs go on",
     "run_finished": "stream: `step` on a run that has already ended",
     "time_limit": "stream: the run reached the server's max_run_seconds and was stopped; `final` follows",
+    # The classroom (issue 10; server/classroom.py). "REST" codes come in {"detail", "code"} bodies of /api/class.
+    "not_in_class": "while a class is open: a websocket without a member's session or the teacher's key (sent, then "
+                    "the socket closes with 4401), or a member's connection after they were kicked or the class ended; "
+                    "REST 401: an API request without either",
+    "over_quota": "reply to `start` by a class member: the run would take more steps, parameters or multiply-adds per "
+                  "step than the class's quotas allow (the message names the quota and the fix); REST 429: a member's "
+                  "upload beyond their quota of files",
+    "locked_field": "reply to `start` by a class member: the run changes a field the teacher's lesson locks (the "
+                    "message names the field, both values and what may be changed)",
+    "no_class": "REST 404: no class is open on this server; /ws/class closes with 4401",
+    "not_teacher": "REST 403: a teacher's route without the teacher's key or cookie; /ws/class closes with 4403",
+    "bad_code": "REST 403: POST /api/class/join with a code that is not the open class's",
+    "bad_name": "REST 400: a display name that is empty, longer than 40 characters or holds control characters",
+    "name_taken": "REST 409: another member of the class has that display name (compared case-insensitively)",
+    "joining_closed": "REST 403: the teacher has closed joining",
+    "class_full": "REST 403: the class has its maximum of members (classroom.MAX_MEMBERS)",
+    "class_ended": "REST 410: the class has ended (joining it, or a teacher's change to it); reply to `start` by a "
+                   "member of a class that ended",
+    "too_many_attempts": "REST 429: this address sent max_access_attempts_per_ip_per_hour wrong join codes or teacher "
+                         "keys in the last hour",
+    "no_member": "REST 404: a kick names no member of the class",
+    "bad_lesson": "REST 400: a pushed lesson that is not one: its experiment does not validate or would not start, "
+                  "an editable path names no field, a challenge without a positive param_budget",
+    "leaderboard_hidden": "REST 403: a member asks for the leaderboard before the teacher published it",
 }
 
 ErrorCode = named_type(

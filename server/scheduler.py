@@ -37,8 +37,9 @@ class SchedulerError(ValueError):
 
 
 def owner_of(run: "Run") -> str:
-    """Who a run's compute share belongs to: its computer's address (sessions are free to mint), else its session."""
-    return run.client_ip or run.session_id
+    """Who a run's compute share belongs to: a class member (issue 10: students behind one NAT address each get
+    their share), else its computer's address (sessions are free to mint), else its session."""
+    return run.owner or run.client_ip or run.session_id
 
 
 def new_run_id() -> str:
@@ -86,6 +87,7 @@ class Run:
     admitted_at: float | None = None  # time.monotonic() of admission
     credit: float = 0.0  # seconds of compute this run is owed (+) or has overdrawn (-); see DeviceWorker._slice
     client_ip: str | None = None  # the address that started it: max_runs_per_ip counts across its sessions
+    owner: str | None = None  # the class member who started it (server/classroom.py): the fair share is per student
     ended_at: float | None = None
     pending_metrics: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] | None = None  # the stamped final message, once sent
@@ -166,6 +168,7 @@ class Scheduler:
         self._queue: list[Run] = []
         self._workers: dict[str, list[DeviceWorker]] = {}
         self._closed = False
+        self._submit_listeners: list[Callable[[Run], None]] = []  # told of every accepted run (the class monitor)
 
     # -- queries -----------------------------------------------------------------
 
@@ -182,8 +185,16 @@ class Scheduler:
 
     # -- submitting --------------------------------------------------------------
 
+    def add_submit_listener(self, listener: Callable[[Run], None]) -> None:
+        """Call ``listener(run)`` for every run accepted from now on (on the submitter's thread, after the lock).
+
+        It may subscribe to ``run.channel`` (the channel replays what was already sent); it must be quick.
+        """
+        self._submit_listeners.append(listener)
+
     def submit(self, session_id: str, experiment: Experiment, *, subscriber: Outbox | None = None,
-               request_id: Any = None, client_ip: str | None = None, paused: bool = False) -> Run:
+               request_id: Any = None, client_ip: str | None = None, paused: bool = False,
+               owner: str | None = None) -> Run:
         """Accept a validated experiment: record it, queue it, admit it when a slot is free.
 
         The run's first message is ``status queued`` with its ``position`` (1 = next);
@@ -191,6 +202,7 @@ class Scheduler:
         Raises ``SchedulerError`` when a limit refuses it. ``client_ip`` (the caller's address, if known)
         is held to ``max_runs_per_ip`` runs training or waiting across all its sessions (issue 9).
         ``paused``: the run opens at step 0 and waits for ``step`` or ``resume`` instead of training.
+        ``owner``: whose compute share the run takes (``owner_of``): a class member's id; None: its address.
         """
         device = resolve_device(self.settings.device, experiment.train.device)
         s = self.settings
@@ -225,7 +237,8 @@ class Scheduler:
                     )
             run_id = new_run_id()
             run = Run(id=run_id, session_id=session_id, experiment=experiment, device=device,
-                      channel=RunChannel(run_id), request_id=request_id, client_ip=client_ip, start_paused=paused)
+                      channel=RunChannel(run_id), request_id=request_id, client_ip=client_ip, start_paused=paused,
+                      owner=owner)
             self.store.create_run(run.id, session_id, experiment.name, experiment.model_dump(mode="json"),
                                   status="queued", device=device)
             self._runs[run.id] = run
@@ -235,6 +248,8 @@ class Scheduler:
             self._queue.append(run)
             self._publish_positions()
             self._admit()
+        for listener in self._submit_listeners:
+            listener(run)
         return run
 
     def _publish_positions(self) -> None:
@@ -289,6 +304,10 @@ class Scheduler:
         workers = self._workers.get(device)
         if workers is None:
             count = self.settings.cpu_workers if device == "cpu" and self.isolation == "process" else 1
+            if self.isolation == "ray":  # runs train on the cluster's CPUs: enough workers to keep them busy
+                from server.ray_backend import worker_count
+
+                count = worker_count(self.settings.max_active_runs)
             # Each worker's run computes while the others' do: the torch threads are split between them.
             threads = max(1, self.settings.torch_threads // count)
             workers = [DeviceWorker(self, device, index, threads) for index in range(count)]
@@ -311,6 +330,7 @@ class Scheduler:
 
         Loads the run's data through the shared dataset cache and its starting weights
         (``train.init_from``) here, in the server, so runs on the same data share one copy.
+        On a Ray cluster the run's actor loads its data itself (``server/ray_backend.py``).
         """
         from server.isolation import ChildSpec, LocalSession, ProcessSession
 
@@ -318,7 +338,7 @@ class Scheduler:
             "run_id": run.id, "device": run.device, "limits": self._limits or _default_limits(self.settings),
             "uploads_dir": self.store.uploads_dir, "max_metrics_hz": self.settings.max_metrics_hz,
         }
-        if self._datasets is not None:
+        if self._datasets is not None and self.isolation != "ray":
             kwargs["dataset"] = self._datasets.get(run.experiment.data, self.store.uploads_dir)
         if run.experiment.train.init_from is not None:  # issue 12: the weights file it starts from
             from server.export.weights import resolve_init_from
@@ -326,6 +346,11 @@ class Scheduler:
             kwargs["init_weights"] = resolve_init_from(run.experiment.train.init_from, store=self.store,
                                                        session_id=run.session_id)
         factory = self._session_factory or _default_session_factory()
+        if self.isolation == "ray":
+            from server.ray_backend import RaySession, spec_for_run
+
+            return RaySession(spec_for_run(run.id, factory, run.experiment, kwargs,
+                                           memory_limit_bytes=self.settings.max_run_memory_bytes))
         if self.isolation == "process":
             return ProcessSession(ChildSpec(run_id=run.id, factory=factory, experiment=run.experiment, kwargs=kwargs,
                                             threads=threads, memory_limit_bytes=self.settings.max_run_memory_bytes))

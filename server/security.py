@@ -14,10 +14,16 @@ The server only talks to its own pages (issue 9):
 - **Access token.** When the server listens beyond loopback it refuses to start without an access token
   (``dlplay --host 0.0.0.0 --token ...``). Every request then needs the ``dlplay_access`` cookie
   (set by the small ``/access`` page, or by opening any page with ``?token=...``) or an
-  ``Authorization: Bearer <token>`` header. A classroom join code (a later issue) is one more
-  credential that calls ``AccessGate.grant`` the same way.
+  ``Authorization: Bearer <token>`` header.
+- **A class.** While a class is open (``dlplay class``; server/classroom.py) its join code is the
+  credential instead: without a member's session (issued by joining with the code) or the teacher's
+  key (the ``dlplay_teacher`` cookie, ``Authorization: Bearer KEY`` or ``?key=``), only the join page,
+  ``POST /api/class/join``, the health check and static assets answer; pages redirect (303) to
+  ``/join``, the API answers 401 ``not_in_class`` and websockets are closed with 4401. Kicked members
+  are refused the same way. Members and the teacher are not held to the per-address limits on uploads
+  and runs (a class shares one NAT address); their quotas are the class's.
 - **Per-address limits.** Sessions issued per hour (server/sessions.py), runs training or waiting
-  (``Scheduler.submit(client_ip=...)``), uploads per hour, and wrong tokens per hour.
+  (``Scheduler.submit(client_ip=...)``), uploads per hour, and wrong tokens, join codes and teacher keys per hour.
 
 Browser sessions themselves (signed cookies and ``?session=`` tokens) live in ``server/sessions.py``;
 both modules sign with the secret from ``load_secret`` (``secret.key`` in the data folder, mode 0600).
@@ -61,6 +67,12 @@ UPLOAD_PATHS = ("/api/uploads", "/api/weights")
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 HOUR = 3600.0  # seconds
+TEACHER_PATH = "/teacher"  # the class dashboard; /teacher?key=KEY signs the teacher in (server/classroom.py)
+JOIN_PATH = "/join"  # the class's join page: what anyone may open while a class is open
+# What anyone may reach while a class is open, besides static assets: (method, path).
+CLASS_PUBLIC = frozenset({("GET", JOIN_PATH), ("GET", "/join.html"), ("POST", "/api/class/join"),
+                          ("GET", "/api/health")})
+CLOSE_NOT_IN_CLASS = 4401  # websocket close code for a handshake without a class credential (the page stops retrying)
 
 
 # ---------------------------------------------------------------------------
@@ -319,34 +331,37 @@ def same_origin(origin: str, host_header: str) -> bool:
 # ---------------------------------------------------------------------------
 
 
-def exposure_problem(host: str, token: str | None) -> str | None:
+def exposure_problem(host: str, token: str | None, *, class_open: bool = False) -> str | None:
     """Why the server must not start on ``host`` with ``token``, or None when it may.
 
-    Beyond loopback anyone on the network can reach it, so it needs a token (a classroom join
-    code will do too, once classes exist); a short token would be guessed.
+    Beyond loopback anyone on the network can reach it, so it needs a token or an open class
+    (``class_open``: its join code and teacher key gate everything); a short token would be guessed.
     """
     if token is not None and len(token) < MIN_TOKEN_LENGTH:
         return (f"the access token must be at least {MIN_TOKEN_LENGTH} characters (anyone who guesses it can "
                 f"use this server). Fix: --token {secrets.token_urlsafe(9)}")
-    if is_loopback(host) or token:
+    if is_loopback(host) or token or class_open:
         return None
     where = "every network interface" if host.strip("[]") in WILDCARD_HOSTS else host
     return (f"refusing to listen on {where} without an access token: anyone on the network could train on "
             f"this machine and read your runs. Fix: dlplay --host {host} --token {secrets.token_urlsafe(9)} "
-            "(or set DLPLAY_ACCESS_TOKEN), then share the token with your class")
+            "(or set DLPLAY_ACCESS_TOKEN), then share the token with your class; or start a class: dlplay class")
 
 
-def share_urls(host: str, port: int, token: str | None) -> list[tuple[str, str]]:
-    """(where, URL) pairs to print at start: this computer, then each network address; with ``?token=``."""
+def share_urls(host: str, port: int, token: str | None, path: str = "/") -> list[tuple[str, str]]:
+    """(where, URL) pairs to print at start: this computer, then each network address; with ``?token=``.
+
+    ``path``: the page to open (``/join`` for a class's students).
+    """
     query = f"?{urlencode({'token': token})}" if token else ""
     bind = host.strip("[]")
     if bind in WILDCARD_HOSTS:
-        urls = [("this computer", f"http://127.0.0.1:{port}/{query}")]
-        urls += [("on the network", f"http://{address}:{port}/{query}") for address in local_addresses()]
+        urls = [("this computer", f"http://127.0.0.1:{port}{path}{query}")]
+        urls += [("on the network", f"http://{address}:{port}{path}{query}") for address in local_addresses()]
         return urls
     shown = f"[{bind}]" if ":" in bind else bind
     where = "this computer" if is_loopback(bind) else "on the network"
-    return [(where, f"http://{shown}:{port}/{query}")]
+    return [(where, f"http://{shown}:{port}{path}{query}")]
 
 
 ACCESS_PAGE = """<!doctype html>
@@ -415,6 +430,26 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _classroom_of(scope: Scope):
+    """The app's ClassroomService when a class gates the server (open, or ended while it ran), else None."""
+    app = scope.get("app")
+    classroom = getattr(getattr(app, "state", None), "classroom", None)
+    return classroom if classroom is not None and classroom.gating is not None else None
+
+
+def _public_in_class(scope: Scope, method: str) -> bool:
+    """What anyone may reach while a class is open: the join page and API, the health check, static assets."""
+    if scope["type"] != "http":
+        return False
+    path = scope["path"]
+    if (method, path) in CLASS_PUBLIC or (method == "HEAD" and ("GET", path) in CLASS_PUBLIC):
+        return True
+    # A static asset: a file with a suffix (the bundle, CSS, icons), not a page (.html) and not the API or docs.
+    name = path.rsplit("/", 1)[-1]
+    return (method in ("GET", "HEAD") and "." in name and not name.endswith(".html")
+            and not path.startswith(("/api/", "/ws", "/docs", "/redoc", "/openapi")))
+
+
 def _safe_next(value: str) -> str:
     """Where to go after the access page: a path on this server only (never ``//evil.example``)."""
     return value if value.startswith("/") and not value.startswith("//") and "\\" not in value else "/"
@@ -459,9 +494,16 @@ class SecurityMiddleware:
                         f"it by themselves; a script adds e.g. 'Origin: http://{host}')")
             return
         ip = client_ip(scope)
-        if self.gate.required and not await self._admitted(scope, receive, send, ip, method):
+        classroom = _classroom_of(scope)
+        in_class = False  # a member or the teacher: held to the class's quotas instead of the per-address limits
+        if classroom is not None:
+            verdict = await self._class_admitted(scope, receive, send, ip, method, classroom)
+            if verdict is None:
+                return
+            in_class = verdict
+        elif self.gate.required and not await self._admitted(scope, receive, send, ip, method):
             return
-        if scope["type"] == "http" and method == "POST" and scope["path"] in UPLOAD_PATHS:
+        if scope["type"] == "http" and method == "POST" and scope["path"] in UPLOAD_PATHS and not in_class:
             if not self.uploads.try_acquire(ip):
                 limit = self.uploads.limit
                 await _deny(scope, send, 429, f"this address has uploaded {limit} files in the last hour, the most "
@@ -503,6 +545,70 @@ class SecurityMiddleware:
                     "or send 'Authorization: Bearer <token>'")
         return False
 
+    async def _class_admitted(self, scope: Scope, receive: Receive, send: Send, ip: str, method: str,
+                              classroom) -> bool | None:
+        """While a class gates the server: True for a member or the teacher, False for what anyone may reach
+        (and for holders of the access token), None when the request was answered (refused, or the teacher's
+        sign-in link redirected)."""
+        from server.classroom import TEACHER_COOKIE, bearer, session_of  # local: classroom imports this module
+
+        path = scope["path"]
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        if path == TEACHER_PATH and scope["type"] == "http" and method == "GET" and "key" in query:
+            await self._teacher_link(scope, send, ip, query, classroom)
+            return None
+        cookie = _cookie(scope, TEACHER_COOKIE)
+        if cookie is not None and classroom.teacher_cookie_matches(cookie):
+            return True
+        given = bearer(scope) or query.get("key", "")
+        if given:
+            if classroom.wrong_attempts.exhausted(ip):
+                await _deny(scope, send, 429, "too many wrong keys or codes from this address. Fix: wait, then try "
+                            f"again (in {classroom.wrong_attempts.retry_after(ip)} s)")
+                return None
+            if classroom.teacher_key_matches(given):
+                return True
+            if self.gate.required and self.gate.token_matches(given):
+                return False
+            classroom.wrong_attempts.record(ip)
+            await _refuse_class(scope, receive, send, "wrong teacher key. Fix: use the teacher URL `dlplay class` "
+                                "printed (/teacher?key=...)")
+            return None
+        session_id = session_of(scope, classroom.issuer)
+        if classroom.member_of_session(session_id) is not None:
+            return True
+        if _public_in_class(scope, method) or (self.gate.required and self.gate.has_cookie(scope)):
+            return False
+        former = classroom.former_member(session_id)
+        if former is not None and former.kicked:
+            reason = "the teacher removed you from this class. Fix: ask your teacher"
+        elif former is not None:
+            reason = "this class has ended. Fix: ask your teacher for the next class's code"
+        else:
+            reason = (f"this dlplay server is running a class: join it first at {JOIN_PATH} with the class's code "
+                      "(POST /api/class/join {code, name} from a script)")
+        if path == TEACHER_PATH and scope["type"] == "http":
+            await _page(send, 401, TEACHER_SIGN_IN_PAGE)
+            return None
+        await _refuse_class(scope, receive, send, reason)
+        return None
+
+    async def _teacher_link(self, scope: Scope, send: Send, ip: str, query: dict[str, str], classroom) -> None:
+        """``/teacher?key=KEY``: the teacher cookie, then the dashboard without the key in the address bar."""
+        if classroom.wrong_attempts.exhausted(ip):
+            await _page(send, 429, TEACHER_SIGN_IN_PAGE.replace(
+                "<p>", f"<p class=\"error\">Too many wrong keys from this computer. Try again in "
+                f"{classroom.wrong_attempts.retry_after(ip)} s.</p><p>", 1))
+            return
+        if not classroom.teacher_key_matches(query["key"]):
+            classroom.wrong_attempts.record(ip)
+            await _page(send, 401, TEACHER_SIGN_IN_PAGE.replace(
+                "<p>", '<p class="error">That is not this class\'s teacher key.</p><p>', 1))
+            return
+        rest = {k: v for k, v in query.items() if k != "key"}
+        await _redirect(send, TEACHER_PATH + (f"?{urlencode(rest)}" if rest else ""),
+                        set_cookie=classroom.teacher_cookie_header())
+
     async def _access_page(self, scope: Scope, receive: Receive, send: Send, ip: str, method: str) -> None:
         """GET: the token form. POST: check the token (constant time), set the cookie, go on to ``next``."""
         gate = self.gate
@@ -528,6 +634,40 @@ class SecurityMiddleware:
         gate.failures.record(ip)
         await _page(send, 401, ACCESS_PAGE.format(message='<p class="error">That is not the access token.</p>',
                                                   action=ACCESS_PATH, next=html.escape(next_path)))
+
+
+TEACHER_SIGN_IN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>dlplay: teacher</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:32em;margin:5em auto;padding:0 1em}.error{color:#b00020}</style>
+</head><body><h1>dlplay class</h1>
+<p>This is the teacher's dashboard. Open the teacher link that <code>dlplay class</code> printed where it was
+started (<code>/teacher?key=...</code>). Students join at <a href="/join">/join</a>.</p>
+</body></html>
+"""
+
+
+async def _refuse_class(scope: Scope, receive: Receive, send: Send, reason: str) -> None:
+    """Refuse a request without a class credential: a page goes to /join, the API gets 401 ``not_in_class``,
+    a websocket is accepted only to be told why and closed with 4401 (a browser cannot read a refused handshake)."""
+    if scope["type"] == "websocket":
+        log.info("refused a websocket without a class credential from %s", client_ip(scope))
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": json.dumps({"type": "error", "code": "not_in_class",
+                                                                    "message": reason})})
+        await send({"type": "websocket.close", "code": CLOSE_NOT_IN_CLASS, "reason": "not_in_class"})
+        return
+    method = scope.get("method", "GET")
+    if method in ("GET", "HEAD") and "text/html" in (_header(scope, b"accept") or ""):
+        await _redirect(send, JOIN_PATH)
+        return
+    body = json.dumps({"detail": reason, "code": "not_in_class"}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

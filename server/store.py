@@ -58,6 +58,42 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX metrics_by_run ON metrics (run_id, step);
     """,
+    # 2: classrooms (issue 10; server/classroom.py): a class, its members, the runs they started
+    """
+    CREATE TABLE classes (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        code TEXT NOT NULL,
+        teacher_key TEXT NOT NULL,
+        joining_open INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        ended_at REAL,
+        leaderboard_published INTEGER NOT NULL,
+        lesson_json TEXT,
+        quotas_json TEXT NOT NULL
+    );
+    CREATE INDEX classes_by_code ON classes (code);
+    CREATE TABLE class_members (
+        id TEXT PRIMARY KEY,
+        class_id TEXT NOT NULL REFERENCES classes (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        name_key TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        joined_at REAL NOT NULL,
+        kicked INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX class_members_by_name ON class_members (class_id, name_key);
+    CREATE INDEX class_members_by_session ON class_members (session_id);
+    CREATE TABLE class_runs (
+        member_id TEXT NOT NULL REFERENCES class_members (id) ON DELETE CASCADE,
+        run_id TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        params INTEGER,
+        within_budget INTEGER,
+        PRIMARY KEY (member_id, run_id)
+    );
+    CREATE INDEX class_runs_by_run ON class_runs (run_id);
+    """,
 ]
 
 
@@ -298,6 +334,78 @@ class Store:
                 "SELECT json FROM metrics WHERE run_id = ? ORDER BY step, rowid", (run_id,)
             ).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    # -- classrooms (issue 10; the logic is server/classroom.py's) ---------------
+
+    # Columns of ``classes`` a class may change after it was created.
+    CLASS_FIELDS = ("title", "joining_open", "ended_at", "leaderboard_published", "lesson_json", "quotas_json")
+
+    def create_class(self, row: dict[str, Any]) -> None:
+        """Insert a ``classes`` row (every column of the table, by name)."""
+        columns = ", ".join(row)
+        with self._lock:
+            self._db.execute(f"INSERT INTO classes ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+
+    def update_class(self, class_id: str, **fields: Any) -> None:
+        """Change some of ``CLASS_FIELDS`` of a class."""
+        unknown = set(fields) - set(self.CLASS_FIELDS)
+        if unknown:
+            raise ValueError(f"not a changeable column of classes: {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._lock:
+            self._db.execute(f"UPDATE classes SET {assignments} WHERE id = ?", (*fields.values(), class_id))
+
+    def open_class(self) -> dict[str, Any] | None:
+        """The newest class that has not ended (a restart reopens it), as a row dict; None if every class ended."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM classes WHERE ended_at IS NULL ORDER BY created_at DESC LIMIT 1").fetchone()
+        return None if row is None else dict(row)
+
+    def classes_with_code(self, code: str) -> list[dict[str, Any]]:
+        """Every class (ended or not) with this join code, newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM classes WHERE code = ? ORDER BY created_at DESC", (code,)).fetchall()
+        return [dict(row) for row in rows]
+
+    def add_member(self, row: dict[str, Any]) -> bool:
+        """Insert a ``class_members`` row; False when the class already has a member of that ``name_key``."""
+        columns = ", ".join(row)
+        with self._lock:
+            try:
+                self._db.execute(f"INSERT INTO class_members ({columns}) VALUES ({', '.join('?' * len(row))})",
+                                 tuple(row.values()))
+            except sqlite3.IntegrityError:
+                return False
+        return True
+
+    def class_members(self, class_id: str) -> list[dict[str, Any]]:
+        """A class's members (kicked ones too), in the order they joined."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM class_members WHERE class_id = ? ORDER BY joined_at, rowid", (class_id,)).fetchall()
+        return [dict(row) for row in rows]
+
+    def set_member_kicked(self, member_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE class_members SET kicked = 1 WHERE id = ?", (member_id,))
+
+    def add_class_run(self, member_id: str, run_id: str, *, started_at: float, params: int | None,
+                      within_budget: bool | None) -> None:
+        """Record that a member started a run (with its parameter count and challenge standing, when known)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO class_runs (member_id, run_id, started_at, params, within_budget) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (member_id, run_id, started_at, params, None if within_budget is None else int(within_budget)))
+
+    def class_runs(self, class_id: str) -> list[dict[str, Any]]:
+        """The runs a class's members started, oldest first: ``member_id, run_id, started_at, params, within_budget``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.* FROM class_runs r JOIN class_members m ON m.id = r.member_id WHERE m.class_id = ? "
+                "ORDER BY r.started_at, r.rowid", (class_id,)).fetchall()
+        return [dict(row) for row in rows]
 
     # -- weights -----------------------------------------------------------------
 

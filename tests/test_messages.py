@@ -129,12 +129,13 @@ def test_commands_are_validated_by_their_own_models():
 # ---------------------------------------------------------------------------
 
 # The ways server code sends an error code: protocol.error_message("code", ...), SchedulerError("code", ...),
-# CommandError("code", ...), Client._error("code", ...), a literal {"code": "code"}, the default of
+# CommandError("code", ...), ClassError("code", ...), Client._error("code", ...), a literal {"code": "code"}, the default of
 # getattr(exc, "code", "code"), and `code, text = "code", ...` in the scheduler's failure path.
 ERROR_CODE_PATTERNS = (
     r'error_message\(\s*"(\w+)"',
     r'SchedulerError\(\s*"(\w+)"',
     r'CommandError\(\s*"(\w+)"',
+    r'ClassError\(\s*"(\w+)"',  # server/classroom.py's refusals (REST bodies, and `start` replies)
     r'_error\(\s*"(\w+)"',
     r'"code":\s*"(\w+)"',
     r'"code",\s*"(\w+)"\)',

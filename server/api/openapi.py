@@ -32,6 +32,7 @@ STATUS_MEANINGS: dict[int, str] = {
     403: "Refused: the Host or Origin header names a site this server does not answer to",
     404: "Not found: no such run, preset, dataset or upload in this session; `detail` says which",
     409: "Conflict: the thing exists but is not ready for this (a run without saved weights yet)",
+    410: "Gone: the class has ended (server/classroom.py); `code` is class_ended",
     413: "Too large: the body or the requested data is over the server's limit; `detail` gives the limit",
     422: "The parameters or body do not match their schema; `errors` lists every problem",
     429: "Too many requests from this address; `detail` says when to try again",
@@ -55,6 +56,8 @@ class ErrorBody(BaseModel):
     """The body of every error answer."""
 
     detail: str = Field(description="what went wrong, naming the culprit, and the fix")
+    code: str | None = Field(None, description="the classroom's refusals (/api/class, and 401 while a class is "
+                             "open) also carry a code from server/messages.py ERROR_CODES, e.g. name_taken")
 
 
 class ValidationErrorBody(BaseModel):

@@ -26,8 +26,10 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from server.api.class_ws import connection_is_teacher
 from server.api.routes.validate import validate_document
 from server.channel import Frame, Outbox, direct_frame, encode
+from server.classroom import ClassError
 from server.protocol import CommandError, decode_command
 from server.scheduler import SchedulerError
 from server.security import client_ip
@@ -39,6 +41,8 @@ router = APIRouter()
 
 RUN_COMMANDS = ("pause", "resume", "step", "stop", "set", "speed", "probe", "predict")
 COMMANDS = ("start", "subscribe", "unsubscribe", "views", "ping") + RUN_COMMANDS
+# What the class's teacher may do to a student's run (issue 10): watch it and pause, resume or stop it, not edit it.
+TEACHER_COMMANDS = ("subscribe", "unsubscribe", "views", "pause", "resume", "stop")
 SET_FIELDS = ("lr", "momentum", "weight_decay", "dropout")
 # Commands of one connection being carried out at once; more are refused with ``too_busy`` (a page sends a few).
 MAX_PENDING_COMMANDS = 16
@@ -85,6 +89,11 @@ class Client:
         self.outbox = Outbox(asyncio.get_running_loop(), self.settings.outbox_max_frames)
         self.subscriptions: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
+        # The class's teacher (issue 10) may watch and pause/resume/stop any class member's run.
+        self.classroom = state.classroom
+        self.is_teacher = connection_is_teacher(websocket, self.classroom)  # False when no class is open
+        # A class member (server/classroom.py): their starts are held to the class's quotas and the lesson.
+        self.member = self.classroom.member_of_session(session_id)
 
     # -- the connection ----------------------------------------------------------
 
@@ -145,6 +154,12 @@ class Client:
             return
         request_id = command.get("id")
         name = command.get("cmd")
+        if self.member is not None and self.classroom.member_of_session(self.session_id) is None:
+            # Opened as a member, kicked since (or the class ended): nothing more for this connection.
+            await self.ws.send_text(encode({"type": "error", "code": "not_in_class", "request_id": request_id,
+                                            "message": "you are no longer in this class. Fix: ask your teacher"}))
+            await self.ws.close(code=4401, reason="not_in_class")
+            return
         try:
             if name not in COMMANDS:
                 raise CommandError("unknown_command", f"unknown command {name!r}; the commands are {', '.join(COMMANDS)}")
@@ -191,11 +206,25 @@ class Client:
                 reply["request_id"] = request_id
             self._send(reply)
             return
+        # A class member's run: the class's quotas and the lesson's locked fields; its compute share is the
+        # student's own (owner), and the class's members and teacher share one NAT address, so the per-address
+        # limit is not theirs (their quotas are).
+        check, owner, limited_ip = None, None, self.client_ip
+        if self.member is not None:
+            try:
+                check = self.classroom.check_start(self.member, experiment, report)
+            except ClassError as error:
+                raise CommandError(error.code, error.message) from None
+            owner, limited_ip = self.member.id, None
+        elif self.is_teacher:
+            limited_ip = None
         try:
             run = self.scheduler.submit(self.session_id, experiment, subscriber=self.outbox, request_id=request_id,
-                                        client_ip=self.client_ip, paused=paused)
+                                        client_ip=limited_ip, paused=paused, owner=owner)
         except SchedulerError as error:
             raise CommandError(error.code, str(error)) from None
+        if self.member is not None:
+            self.classroom.record_run(self.member.id, run.id, params=check.params, within_budget=check.within_budget)
         self.subscriptions.add(run.id)
 
     def _run_id(self, command: dict[str, Any]) -> str:
@@ -205,9 +234,14 @@ class Client:
             raise CommandError("bad_arguments", f"'{command.get('cmd')}' needs a run_id")
         run = self.scheduler.get(run_id)
         owner = run.session_id if run is not None else getattr(self.store.get_run(run_id), "session_id", None)
-        if owner != self.session_id:
+        if owner != self.session_id and not self._teacher_may(command.get("cmd"), owner):
             raise CommandError("not_found", f"no run {run_id!r} in this session")
         return run_id
+
+    def _teacher_may(self, name: Any, owner: str | None) -> bool:
+        """Whether this connection is the teacher's and ``name`` is a command they may send to a member's run."""
+        return (self.is_teacher and name in TEACHER_COMMANDS and owner is not None
+                and self.classroom.member_of_session(owner) is not None)
 
     def _subscribe(self, command: dict[str, Any]) -> None:
         run_id = self._run_id(command)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from server import protocol
+from server.api.class_ws import teacher_may_watch
 from server.api.deps import get_scheduler, get_session_id, get_settings, get_store, owned_run
 from server.api.openapi import errors
 from server.config import Settings
@@ -40,6 +41,14 @@ def metric_points(record: RunRecord, store: Store, scheduler: Scheduler, cap: in
     points = run.channel.messages("metrics") if run is not None else store.metrics(record.id)
     points = protocol.downsample(points, cap)
     return [{k: v for k, v in p.items() if k not in _ENVELOPE} for p in points]
+
+
+def readable_run(request: Request, store: Store, session_id: str, run_id: str) -> RunRecord:
+    """A run of this session, or any class member's run for the class's teacher (issue 10); else 404."""
+    record = store.get_run(run_id)
+    if record is not None and record.session_id != session_id and teacher_may_watch(request, record.session_id):
+        return record
+    return owned_run(store, session_id, run_id)
 
 
 def flatten(document: Any, prefix: str = "") -> dict[str, Any]:
@@ -106,16 +115,16 @@ def compare_runs(
 
 
 @router.get("/runs/{run_id}", responses=errors(404), summary="One run: its experiment, summary, status and final figures")
-def get_run(run_id: str, session_id: str = Depends(get_session_id), store: Store = Depends(get_store),
-            scheduler: Scheduler = Depends(get_scheduler)) -> dict[str, Any]:
-    return _live(owned_run(store, session_id, run_id), scheduler)
+def get_run(run_id: str, request: Request, session_id: str = Depends(get_session_id),
+            store: Store = Depends(get_store), scheduler: Scheduler = Depends(get_scheduler)) -> dict[str, Any]:
+    return _live(readable_run(request, store, session_id, run_id), scheduler)
 
 
 @router.get("/runs/{run_id}/metrics", responses=errors(404), summary="A run's metric history (at most metric_history_points points)")
-def get_metrics(run_id: str, session_id: str = Depends(get_session_id), store: Store = Depends(get_store),
-                scheduler: Scheduler = Depends(get_scheduler),
+def get_metrics(run_id: str, request: Request, session_id: str = Depends(get_session_id),
+                store: Store = Depends(get_store), scheduler: Scheduler = Depends(get_scheduler),
                 settings: Settings = Depends(get_settings)) -> dict[str, Any]:
-    record = owned_run(store, session_id, run_id)
+    record = readable_run(request, store, session_id, run_id)
     return {"run_id": run_id, "points": metric_points(record, store, scheduler, settings.metric_history_points)}
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
 
 from server.api.deps import get_session_id, get_uploads
 from server.api.openapi import errors
+from server.classroom import ClassError
 from server.uploads import UploadError, UploadRecord, UploadStore
 
 router = APIRouter(tags=["uploads"])
@@ -44,7 +46,14 @@ def _owned(uploads: UploadStore, session_id: str, upload_id: str) -> UploadRecor
     },
 )
 async def upload(request: Request, uploads: UploadStore = Depends(get_uploads),
-                 session_id: str = Depends(get_session_id)) -> dict[str, Any]:
+                 session_id: str = Depends(get_session_id)) -> Any:
+    classroom = request.app.state.classroom
+    member = classroom.member_of_session(session_id)
+    if member is not None:  # a class member keeps at most the class's quota of files (issue 10)
+        try:
+            classroom.check_upload(member, len(uploads.list(session_id)))
+        except ClassError as error:
+            return JSONResponse(status_code=error.status, content={"detail": error.message, "code": error.code})
     try:
         record = await uploads.add(session_id, request.stream(), request.headers.get("content-type", ""),
                                    declared_length=request.headers.get("content-length"))
