@@ -471,7 +471,10 @@ class ProcessSession:
             except (OSError, EOFError):
                 ready = True
             if not ready:
-                self._freeze()
+                # A run still building (its open) is left to finish in the background: frozen, it would build only
+                # during its own turns, a round apart (a class of 50 starting at once would wait many rounds).
+                if self._sent[0][1] != "open":
+                    self._freeze()
                 return
             try:
                 request_id, messages, error, state, weights = self._conn.recv()

@@ -2,8 +2,8 @@
 
 This is the loop that ``dlplay run`` and the server's jobs share. It owns a
 Trainer, runs the live views of ``server/live`` when the frame clock says they
-are due (frames per second of wall time, within a probe budget, only the views
-someone watches), merges metric points when asked to send at most
+are due (frames per second of wall time, within a probe budget of wall time and of
+the time the run is given to work, only the views someone watches), merges metric points when asked to send at most
 ``max_metrics_hz`` of them (the server does), keeps the doctor's running statistics, and turns every
 result into a message through ``protocol``. It does no I/O: the caller prints
 the messages or sends them over a websocket.
@@ -27,6 +27,9 @@ from server.trainer import ExperimentError, IntervalMetrics, StepResult, Trainer
 MAX_STEPS_PER_S = 100_000.0  # steps per second
 # A speed limit lets a few steps' credit build up, so a 10 steps/s run does not stutter behind a slow slice.
 SPEED_BURST_SECONDS = 0.25  # seconds of credit
+# The views' share of a run's own compute (probes.budget) may be saved up to this many seconds of probing: a
+# run may catch up a frame or two after a pause, but never spend a long burst on views (issue 10).
+VIEW_CREDIT_CAP_SECONDS = 0.25  # seconds of probing
 # Weight of the newest plain step in the smoothed step time (a few dozen steps of memory).
 STEP_TIME_SMOOTHING = 0.05
 # Legacy on-demand probe names -> the view that sends their messages now.
@@ -122,6 +125,13 @@ class RunSession:
         self._speed_credit = 0.0
         self._speed_at = time.perf_counter()
         self._framed = False  # a view frame was made in this slice (advance ends it then)
+        # Seconds of probing the views may still spend: probes.budget of the time this run was given to work (its
+        # slices), not of all wall time. For a run alone that is the same; in a class of 50 on 2 cores a run works
+        # 1/25 of the time, and views at their wall-time rates would leave it no time to train (issue 10).
+        budget = experiment.probes.budget
+        self._view_credit_rate = budget / max(1.0 - budget, 1e-9)  # probing s per working s (budget 1: unbounded)
+        self._view_credit = 0.0
+        self._credited_at = time.perf_counter()  # until when the run's working time has been credited
         # What a frame costs, in this thread's CPU time on the CPU: on a busy machine (a browser, other runs)
         # wall time counts the time others had the core, and the clock would slow the views for nothing.
         # A GPU's work is asynchronous, so there wall time it is.
@@ -154,10 +164,18 @@ class RunSession:
             max_steps = min(max_steps, self._speed_allowance(t0))
         taken = 0
         self._framed = False
+        self._credited_at = t0  # the time spent waiting for this slice was other runs' (no credit for views)
         while taken < max_steps and not self.done:
             messages += self._one_step()
             taken += 1
-            if (until_frame and self._framed) or time.perf_counter() >= deadline:
+            if until_frame and self._framed:
+                if taken > 1:
+                    break
+                # A frame on the slice's first step came due while the run waited for its turn (with 50 runs
+                # sharing a core, every turn): ending the slice there would leave the run one step per turn
+                # (issue 10). It goes out with this slice, at most a slice later.
+                self._framed = False
+            if time.perf_counter() >= deadline:
                 break
         if self.steps_per_s is not None:
             self._speed_credit -= taken
@@ -179,9 +197,11 @@ class RunSession:
             return []
         messages: list[dict[str, Any]] = []
         step = self.trainer.step_count
+        credit = self._view_credit  # frames asked for (start, pause, a Step) are not the clock's: they owe nothing
         for name in self.clock.watched:
             if live.VIEWS[name].compute is not None:
                 messages += self._frame(name, time.perf_counter(), step)
+        self._view_credit = credit
         return messages
 
     def stop(self) -> list[dict[str, Any]]:
@@ -281,16 +301,22 @@ class RunSession:
 
     def _one_step(self, observe: bool = False, flush: bool = False) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
+        # The time since the last step (or the slice's start) was this run's to work: the views earn their share.
+        earned = (t0 - self._credited_at) * self._view_credit_rate
+        self._view_credit = min(VIEW_CREDIT_CAP_SECONDS, self._view_credit + earned)
+        self._credited_at = t0
         c0 = self._cost_clock()
         trainer = self.trainer
         step_view = self._step_view if self.probe_config.enabled else None
         messages: list[dict[str, Any]] = []
-        if step_view is not None and (observe or step_view in self.clock.due(t0, trainer.step_count)):
+        views_allowed = observe or flush or self._view_credit >= 0  # a Step shows its frames whatever the credit
+        if step_view is not None and (observe or (views_allowed and step_view in self.clock.due(t0, trainer.step_count))):
             # A step the view's hooks observe: a plain step's time is training, the rest is the probe's cost.
             result, messages = live.VIEWS[step_view].wrap_step(self, lambda: trainer.step(observed=True))
             spent = max(0.0, self._cost_clock() - c0 - self._plain_step_seconds)
             self.clock.ran(step_view, spent, time.perf_counter(), result.step)
             self._probe_seconds += spent
+            self._view_credit -= spent
             self._framed = True
             self._stamp_rate(step_view, messages)
         else:
@@ -300,7 +326,7 @@ class RunSession:
         messages = self._result_messages(result, force=flush) + messages
         if self.probe_config.enabled and not result.stop:
             now = time.perf_counter()
-            if self.clock.anything_due(now):
+            if views_allowed and self.clock.anything_due(now):
                 for name in self.clock.due(now, result.step):
                     view = live.VIEWS[name]
                     if view.wrap_step is not None or (view.on_evaluation and self._eval_count == self._eval_count_shown):
@@ -327,6 +353,7 @@ class RunSession:
             return [protocol.error_message("bad_arguments", f"view {name!r} stopped: {exc}")]
         spent = self._cost_clock() - c0
         self._probe_seconds += spent
+        self._view_credit -= spent
         self._framed = True
         self.clock.ran(name, spent, time.perf_counter(), step)
         if view.on_evaluation:

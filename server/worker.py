@@ -44,6 +44,10 @@ MAX_STEPS_PER_SLICE = 100_000  # steps
 FLUSH_SECONDS = 1.0  # seconds
 # How long an idle worker sleeps before it looks at time limits and retention again.
 IDLE_WAKE_SECONDS = 0.5  # seconds
+# How long a run's first turn waits for its open (building its model and data, its first steps and frames): a
+# build takes tens of milliseconds, so a new run's first metrics usually come in its first turn. A longer build
+# (many runs starting at once) goes on in the background, not frozen (server/isolation.py), and the worker moves on.
+OPEN_SLICE_SECONDS = 0.25  # seconds
 # How long a run asked to stop may take to finish its step and its final evaluation before it is killed.
 STOP_GRACE_SECONDS = 1.5  # seconds
 # On-demand probes that take seconds on a big network: at most one of them waits per run.
@@ -199,6 +203,8 @@ class DeviceWorker:
         budget = max(owed, quantum / 4)
         if run.stopping and run.kill_at is not None:  # finish the stop within the grace, or be killed at its end
             budget = max(budget, run.kill_at - now)
+        if run.state == "starting":  # the open builds the run in its process: worth waiting a little for (issue 10)
+            budget = max(budget, OPEN_SLICE_SECONDS)
         if not session.outstanding and run.state == "running":
             session.request("advance", {"max_steps": MAX_STEPS_PER_SLICE, "max_seconds": budget, "until_frame": True},
                             lambda reply: self._after_advance(run, reply))
@@ -285,9 +291,10 @@ class DeviceWorker:
             session.close()
             return
         run.session = session
-        # Joins the ring just behind the pointer: its next slice comes after every other run's.
+        # Joins the ring at the pointer: its open (a short first slice: summary, first metrics, first frames) is
+        # the next turn, so a new run shows its first metrics within a slice, not after a whole round (with 25
+        # runs on a worker, half a second and more: issue 10). Its later slices take their turn in the ring.
         self._order.insert(min(self._next, len(self._order)), run)
-        self._next += 1
         # A run started paused takes no first slice: it waits at step 0 for step or resume.
         first_steps = 0 if run.start_paused else run.experiment.train.log_every
         session.request("open", {"first_steps": first_steps,

@@ -1,6 +1,7 @@
 """RunSession: the loop shared by `dlplay run` and the server (live views on the frame clock, messages, cleanup)."""
 
 import gc
+import time
 import tracemalloc
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from server.cli import load_experiment
 from server.presets import MODELS_DIR
-from server.runner import RunSession
+from server.runner import VIEW_CREDIT_CAP_SECONDS, RunSession
 
 
 def session_for(preset: str, steps: int, **rates: float) -> RunSession:
@@ -109,3 +110,43 @@ def test_non_finite_loss_ends_the_run_with_an_explanation():
     assert "learning rate" in final["message"]
     assert any(m["type"] == "hint" and m["code"] == "lr_too_high" for m in messages)
     assert messages[-1] == {"type": "status", "state": "failed", "message": final["message"]}
+
+
+def test_a_slice_goes_on_past_a_frame_that_was_due_when_it_began():
+    """Issue 10: with 50 runs on 2 cores every turn starts with a frame due; ending the slice there left each
+    run one step per turn. A frame due at the slice's start goes out with the slice, which keeps training."""
+    experiment = load_experiment(str(MODELS_DIR / "spiral_mlp.json"))
+    experiment.train.max_steps = 10_000
+    experiment.probes.budget = 1.0  # no budget limit here: only where the slice ends is tested
+    session = RunSession(experiment, run_id="slices", device="cpu")
+    session.set_views({"boundary": {}})
+    session.start()
+    for _ in range(5):
+        session.clock.invalidate("boundary")  # due now, as after a wait for the turn
+        messages = session.advance(max_steps=20, max_seconds=60, until_frame=True)
+        assert [m["type"] for m in messages].count("boundary") >= 1
+        steps = [m["step"] for m in messages if m["type"] == "boundary"]
+        assert max(steps) > 0 and session.trainer.step_count > 1
+    assert session.trainer.step_count > 5  # more than one step per slice
+    session.close()
+
+
+def test_views_take_at_most_their_budget_of_the_time_a_run_is_given():
+    """Issue 10: probes.budget holds for the run's own slices, however rarely it gets one (a class of 50)."""
+    experiment = load_experiment(str(MODELS_DIR / "spiral_mlp.json"))
+    experiment.train.max_steps = 10_000
+    experiment.probes.budget = 0.05
+    session = RunSession(experiment, run_id="budget", device="cpu")
+    session.set_views({"boundary": {}})
+    session.start()
+    probing_before = session._probe_seconds
+    worked = 0.0
+    for _ in range(100):
+        session.clock.invalidate("boundary")  # a frame is due at every turn, as after a long wait for it
+        t0 = time.perf_counter()
+        session.advance(max_steps=10, max_seconds=60, until_frame=True)
+        worked += time.perf_counter() - t0
+    probing = session._probe_seconds - probing_before
+    allowed = worked * 0.05 / 0.95 + VIEW_CREDIT_CAP_SECONDS  # the budget of the work, plus the credit it may save
+    assert probing <= allowed, (probing, worked)
+    session.close()
