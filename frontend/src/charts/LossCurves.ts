@@ -15,9 +15,9 @@
 
 import type { FinalMsg, MetricsMsg, ServerMessage, StatusMsg } from "../protocol";
 import type { ViewContext } from "../viewContext";
-import { Redraw, cssNumber, el, emptyState, finite, fmt, fmtPct, onWidthChange, toNum, toggle, widthOf } from "../viz/dom";
+import { Redraw, cssNumber, el, emptyState, fillSize, finite, fmt, fmtPct, onSizeChange, onWidthChange, toNum, toggle, widthOf } from "../viz/dom";
 import { readPalette, withAlpha } from "../viz/theme";
-import { Legend, axis, baseOptions, loneMarkers, uPlot, valueAt, yAxisSize } from "./uplotTheme";
+import { Legend, axis, baseOptions, loneMarkers, recordDrawing, uPlot, valueAt, yAxisSize } from "./uplotTheme";
 
 export interface LossCurvesOptions {
   /** EMA weight 0..0.99 (default 0.6) */
@@ -86,7 +86,8 @@ export class LossCurves {
   private finalMsg: FinalMsg | null = null;
 
   private charts: { loss: uPlot; acc: uPlot; lr: uPlot } | null = null;
-  private chartWidth = 0;
+  /** "WxH" of the three charts as last sized, to skip resizes that change nothing */
+  private chartSizes = "";
   private hasAcc = true;
 
   // DOM
@@ -155,6 +156,8 @@ export class LossCurves {
     root.replaceChildren(toolbar, this.empty, this.body);
 
     onWidthChange(root, () => this.resize());
+    // projector mode sizes the chart boxes to the tab (fill boxes): follow their height too
+    for (const box of [this.lossBox, this.accBox, this.lrBox]) onSizeChange(box, () => this.resize());
     ctx.onThemeChange(() => {
       this.destroyCharts();
       this.redraw.request();
@@ -202,14 +205,28 @@ export class LossCurves {
   }
 
   resize(): void {
-    const w = widthOf(this.lossBox);
-    if (this.charts !== null && w > 0 && w !== this.chartWidth) {
-      this.charts.loss.setSize({ width: w, height: cssNumber(this.root, "--viz-chart-h", 210) });
-      this.charts.acc.setSize({ width: widthOf(this.accBox), height: cssNumber(this.root, "--viz-chart-h", 210) });
-      this.charts.lr.setSize({ width: widthOf(this.lrBox), height: cssNumber(this.root, "--viz-chart-h-small", 110) });
-      this.chartWidth = w;
+    if (this.charts !== null && widthOf(this.lossBox) > 0) {
+      const sizes = this.sizes();
+      const key = JSON.stringify(sizes);
+      if (key !== this.chartSizes) {
+        this.charts.loss.setSize(sizes.loss);
+        this.charts.acc.setSize(sizes.acc);
+        this.charts.lr.setSize(sizes.lr);
+        this.chartSizes = key;
+      }
     }
     this.redraw.request();
+  }
+
+  /**
+   * Each chart's size in CSS pixels: its box's when the stylesheet makes the boxes fill the tab
+   * (projector mode, `fillSize`), else the box's width and the --viz-chart-h heights.
+   */
+  private sizes(): Record<"loss" | "acc" | "lr", { width: number; height: number }> {
+    const h = cssNumber(this.root, "--viz-chart-h", 210);
+    const hs = cssNumber(this.root, "--viz-chart-h-small", 110);
+    const of = (box: HTMLElement, height: number) => fillSize(box) ?? { width: widthOf(box), height };
+    return { loss: of(this.lossBox, h), acc: of(this.accBox, h), lr: of(this.lrBox, hs) };
   }
 
   private addMetrics(m: MetricsMsg): void {
@@ -281,21 +298,22 @@ export class LossCurves {
 
   private buildCharts(): void {
     const p = readPalette(this.root, this.ctx.theme());
-    const w = widthOf(this.lossBox);
-    const h = cssNumber(this.root, "--viz-chart-h", 210);
-    const hs = cssNumber(this.root, "--viz-chart-h-small", 110);
+    const sizes = this.sizes();
+    const lw = p.lineW;
+    // the raw training curve is a faint backdrop to the smoothed one: half its width
+    const rawW = Math.max(1, lw / 2);
     const ySize = yAxisSize(p);
     const xAxis = axis(p, { size: Math.round(p.fontPx * 1.9) });
 
     // loss: raw train, smoothed train, validation
-    const lossOpts = baseOptions(w, h, this.syncKey, p.fontPx);
+    const lossOpts = baseOptions(sizes.loss.width, sizes.loss.height, this.syncKey, p.fontPx);
     lossOpts.scales = { x: { time: false }, y: this.logLoss ? { distr: 3, log: 10 } : { auto: true } };
     lossOpts.axes = [xAxis, axis(p, { size: ySize, log: this.logLoss })];
     lossOpts.series = [
       {},
-      { label: "train (raw)", stroke: withAlpha(p.train, 0.28), width: 1, points: { show: false }, spanGaps: true },
-      { label: "train", stroke: p.train, width: 2, points: { show: false, filter: loneMarkers, size: 7, fill: p.train, stroke: p.train } },
-      { label: "validation", stroke: p.val, width: 2, spanGaps: true, points: { show: sparsePoints, filter: loneMarkers, size: 5, fill: p.val, stroke: p.val } },
+      { label: "train (raw)", stroke: withAlpha(p.train, 0.28), width: rawW, points: { show: false }, spanGaps: true },
+      { label: "train", stroke: p.train, width: lw, points: { show: false, filter: loneMarkers, size: lw + 5, fill: p.train, stroke: p.train } },
+      { label: "validation", stroke: p.val, width: lw, spanGaps: true, points: { show: sparsePoints, filter: loneMarkers, size: lw + 3, fill: p.val, stroke: p.val } },
     ];
     this.lossLegend = new Legend([
       { label: "train", color: p.train },
@@ -304,7 +322,7 @@ export class LossCurves {
     lossOpts.hooks = { setCursor: [(u) => this.updateLegend(u, "loss")], draw: [(u) => this.markNonFinite(u, p.bad, p.fontPx)] };
     this.lossHead.replaceChildren(this.lossLegend.el);
 
-    const accOpts = baseOptions(widthOf(this.accBox), h, this.syncKey, p.fontPx);
+    const accOpts = baseOptions(sizes.acc.width, sizes.acc.height, this.syncKey, p.fontPx);
     accOpts.scales = {
       x: { time: false },
       y: {
@@ -318,9 +336,9 @@ export class LossCurves {
     accOpts.axes = [xAxis, axis(p, { size: ySize, values: (_u, splits) => splits.map((v) => (v == null ? "" : `${Math.round(v * 1000) / 10}%`)) })];
     accOpts.series = [
       {},
-      { label: "train (raw)", stroke: withAlpha(p.train, 0.28), width: 1, points: { show: false }, spanGaps: true },
-      { label: "train", stroke: p.train, width: 2, points: { show: false, filter: loneMarkers, size: 7, fill: p.train, stroke: p.train } },
-      { label: "validation", stroke: p.val, width: 2, spanGaps: true, points: { show: sparsePoints, filter: loneMarkers, size: 5, fill: p.val, stroke: p.val } },
+      { label: "train (raw)", stroke: withAlpha(p.train, 0.28), width: rawW, points: { show: false }, spanGaps: true },
+      { label: "train", stroke: p.train, width: lw, points: { show: false, filter: loneMarkers, size: lw + 5, fill: p.train, stroke: p.train } },
+      { label: "validation", stroke: p.val, width: lw, spanGaps: true, points: { show: sparsePoints, filter: loneMarkers, size: lw + 3, fill: p.val, stroke: p.val } },
     ];
     this.accLegend = new Legend([
       { label: "train", color: p.train },
@@ -329,9 +347,9 @@ export class LossCurves {
     accOpts.hooks = { setCursor: [(u) => this.updateLegend(u, "acc")] };
     this.accHead.replaceChildren(this.accLegend.el);
 
-    const lrOpts = baseOptions(widthOf(this.lrBox), hs, this.syncKey, p.fontPx);
+    const lrOpts = baseOptions(sizes.lr.width, sizes.lr.height, this.syncKey, p.fontPx);
     lrOpts.axes = [axis(p, { size: Math.round(p.fontPx * 1.9) }), axis(p, { size: ySize, ticks: { show: false } })];
-    lrOpts.series = [{}, { label: "lr", stroke: p.lr, width: 1.5, points: { show: false, filter: loneMarkers, size: 6, fill: p.lr, stroke: p.lr }, fill: withAlpha(p.lr, 0.08) }];
+    lrOpts.series = [{}, { label: "lr", stroke: p.lr, width: lw, points: { show: false, filter: loneMarkers, size: lw + 4, fill: p.lr, stroke: p.lr }, fill: withAlpha(p.lr, 0.08) }];
     lrOpts.scales = { x: { time: false }, y: { range: (_u, lo, hi) => [Math.min(0, lo ?? 0), (hi ?? 1) * 1.08 || 1] } };
     this.lrLegend = new Legend([{ label: "learning rate", color: p.lr }]);
     lrOpts.hooks = { setCursor: [(u) => this.updateLegend(u, "lr")] };
@@ -345,7 +363,10 @@ export class LossCurves {
       acc: new uPlot(accOpts, [this.step, this.trainAcc, this.sAcc, this.valAcc], this.accBox),
       lr: new uPlot(lrOpts, [this.step, this.lr], this.lrBox),
     };
-    this.chartWidth = w;
+    this.chartSizes = JSON.stringify(sizes);
+    recordDrawing(this.lossBox, this.charts.loss);
+    recordDrawing(this.accBox, this.charts.acc);
+    recordDrawing(this.lrBox, this.charts.lr);
   }
 
   /** A red dashed line where the loss first became NaN/inf: the moment the run broke. */

@@ -374,7 +374,7 @@ export class RunsOverlay {
         const shown = this.ctx.runId() === r.id;
         const chip = el("label", { class: "viz-run-chip", title: `${r.id}${state !== "" ? ` · ${state}` : ""}` }, [
           input,
-          idx !== undefined ? el("i", { class: "viz-swatch box", style: { "--c": seriesColor(idx, p.theme) } }) : null,
+          idx !== undefined ? el("i", { class: "viz-swatch box", style: { "--c": seriesColor(idx, p) } }) : null,
           label,
           state === "failed" ? el("span", { class: "viz-bad", text: " ✕" }) : state === "running" || state === "paused" ? el("span", { class: "viz-good", text: " ●" }) : null,
         ]);
@@ -447,10 +447,10 @@ export class RunsOverlay {
         const dense = this.metric.startsWith("train");
         o.series = [{}, ...this.runs.map((r, i) => ({
           label: r.name,
-          stroke: dense && this.runs.length > 1 ? withAlpha(seriesColor(i, p.theme), 0.9) : seriesColor(i, p.theme),
+          stroke: dense && this.runs.length > 1 ? withAlpha(seriesColor(i, p), 0.9) : seriesColor(i, p),
           width: dense ? 1.25 : 2,
           spanGaps: true,
-          points: { show: this.metric.startsWith("val"), size: 4, fill: seriesColor(i, p.theme) },
+          points: { show: this.metric.startsWith("val"), size: 4, fill: seriesColor(i, p) },
         }))];
         o.hooks = { setCursor: [cursorTooltip(this.tip, (v) => `${this.xKey} ${this.xKey === "step" ? fmtTick(v) : fmt(v, 3)}`, (v) => (isAcc ? fmtPct(v) : fmt(v, 4)))] };
         this.chart = new uPlot(o, [x, ...ys], this.plot);
@@ -466,7 +466,7 @@ export class RunsOverlay {
       const training = LIVE_STATES.has(r.status);
       // data-points: the points drawn for this run (the raw logged ones: nothing is averaged away)
       return el("span", { class: "viz-legend-item", attrs: { "data-run": r.id, "data-points": String(vals.length) } }, [
-        el("i", { class: "viz-swatch", style: { "--c": seriesColor(i, p.theme) } }),
+        el("i", { class: "viz-swatch", style: { "--c": seriesColor(i, p) } }),
         el("span", { class: "viz-legend-name", text: r.name }),
         el("b", { class: "viz-legend-value", text: summary }),
         training ? el("span", { class: "viz-good", text: "● training", title: "this run is still training: its curve grows" }) : null,
@@ -482,14 +482,14 @@ export class RunsOverlay {
       this.diffTable.replaceChildren(el("tbody", {}, [el("tr", {}, [el("td", { class: "viz-note", text: "The runs have the same settings (or the server sent no diff)." })])]));
       return;
     }
-    const head = el("tr", {}, [el("th", { text: "setting" }), ...this.runs.map((r, i) => el("th", {}, [el("i", { class: "viz-swatch box", style: { "--c": seriesColor(i, p.theme) } }), ` ${r.name}`]))]);
+    const head = el("tr", {}, [el("th", { text: "setting" }), ...this.runs.map((r, i) => el("th", {}, [el("i", { class: "viz-swatch box", style: { "--c": seriesColor(i, p) } }), ` ${r.name}`]))]);
     const rows = this.diff.map((d) =>
       el("tr", {}, [
         el("td", {}, [el("code", { text: d.path })]),
         ...this.runs.map((_, i) => {
           const v = d.values[i];
           const differs = i > 0 && JSON.stringify(v) !== JSON.stringify(d.values[0]);
-          return el("td", { class: "num", text: fmtConfig(v), style: differs ? { background: withAlpha(seriesColor(i, p.theme), tint) } : {} });
+          return el("td", { class: "num", text: fmtConfig(v), style: differs ? { background: withAlpha(seriesColor(i, p), tint) } : {} });
         }),
       ]),
     );

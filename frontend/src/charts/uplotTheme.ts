@@ -8,7 +8,7 @@ import "uplot/dist/uPlot.min.css";
 import { decadeLabel } from "../viz/plot";
 import { lonePointIndices } from "./lonePoints";
 import { fmt, fmtTick } from "../viz/dom";
-import { font, type Palette } from "../viz/theme";
+import { font, tickFont, type Palette } from "../viz/theme";
 
 export { uPlot };
 
@@ -17,9 +17,16 @@ export function axis(p: Palette, opts: Partial<uPlot.Axis> & { log?: boolean } =
   const { log, ...rest } = opts;
   const a: uPlot.Axis = {
     stroke: p.muted,
-    font: font(p, 0.75),
-    labelFont: font(p, 0.8, 600),
+    // whole pixels: uPlot scales a font for the device pixel ratio by rewriting its "<int>px"
+    font: tickFont(p),
+    labelFont: font(p, Math.round(p.fontPx * 0.8) / p.fontPx, 600),
     grid: { stroke: p.grid, width: 1 },
+    // room between ticks in proportion to their labels (uPlot's fixed default crowds large type)
+    // (uPlot's defaults, 30 px on y and 50 px on x, are the floor)
+    space: (self, axisIdx) => {
+      const side = self.axes[axisIdx]?.side;
+      return side === 1 || side === 3 ? Math.max(30, Math.round(p.tickPx * 2.6)) : Math.max(50, Math.round(p.tickPx * 4.5));
+    },
     ticks: { stroke: p.grid, width: 1, size: 4 },
     gap: 3,
     ...rest,
@@ -56,6 +63,26 @@ export function loneMarkers(u: uPlot, seriesIdx: number, show: boolean): number[
   if (col === undefined) return null;
   const idx = lonePointIndices(col, u.series[seriesIdx]?.spanGaps === true);
   return idx.length > 0 ? idx : null;
+}
+
+/**
+ * Record on `box` what chart `u` draws with, read back from uPlot's own resolved options (not
+ * from the palette that fed them): `data-tick-px`, the smallest tick label size of its shown
+ * axes in CSS pixels, and `data-series-widths`, each series' line width ({label: px}). The
+ * projector tests read these; a reader of the DOM can see what a back row sees.
+ */
+export function recordDrawing(box: HTMLElement, u: uPlot): void {
+  // after init uPlot keeps each axis font as [font, device px, CSS px]
+  const sizes = u.axes
+    .filter((a) => a.show !== false)
+    .map((a) => (a.font as unknown as [string, number, number])[2])
+    .filter((v) => Number.isFinite(v));
+  if (sizes.length > 0) box.dataset.tickPx = String(Math.min(...sizes));
+  const widths: Record<string, number> = {};
+  u.series.slice(1).forEach((s, i) => {
+    widths[String(s.label ?? `series ${i + 1}`)] = s.width ?? 1;
+  });
+  box.dataset.seriesWidths = JSON.stringify(widths);
 }
 
 /** Width of the y axis gutter for this palette's font size. */

@@ -15,21 +15,27 @@
  * Image orientation: row 0 of `probs` and of each neuron map is the top of the
  * plot (y = extent[3]), column 0 is x = extent[0]. With more than two classes the
  * regions come from the `predicted` image (grey level = class index), coloured with
- * the class palette (theme.ts CLASS_COLORS) that the points use too.
+ * the class palette (theme.ts classColor) that the points use too.
+ *
+ * Colours: each region is its class colour washed towards the page background just enough
+ * that every class's points keep 3:1 contrast on it (contrast.ts regionTint), so a point,
+ * right or wrong, reads on any region; P = 0.5 is the background itself. In projector mode
+ * the plot is a fill box: it takes the whole height the tab leaves, as large as it fits.
  */
 
 import type { WatchedViews } from "../live";
 import { rateOf } from "../live";
 import type { BoundaryMsg, Image, ServerMessage, SummaryMsg } from "../protocol";
 import type { ViewContext } from "../viewContext";
-import { colormap, cssToRgb, legendCanvas, type Lut } from "./colormap";
+import { colormap, cssToRgb, legendCanvas, lutFromStops, type Lut } from "./colormap";
+import { regionTint, rgbHex, type Rgb } from "./contrast";
 import { contourSegments } from "./contour";
-import { Redraw, Tooltip, button, cssNumber, el, emptyState, fitCanvas, fmt, onWidthChange, toggle, widthOf } from "./dom";
+import { Redraw, Tooltip, button, cssNumber, el, emptyState, fillSize, fitCanvas, fmt, onSizeChange, onWidthChange, toggle, widthOf } from "./dom";
 import { FrameInfo } from "./frameInfo";
 import { blankCanvas, colorizeGrey, ctx2d, decodeAll, drawPixelated, greyValues, type Decoded } from "./image";
 import { Latest } from "./latest";
-import { CLASS_COLORS, classColor, font, readPalette, type Palette } from "./theme";
-import { linScale } from "./plot";
+import { classColor, readPalette, type Palette } from "./theme";
+import { linScale, useTickFont } from "./plot";
 
 
 /** Up to this many hidden units, their tiles redraw with every frame, as TensorFlow Playground's do. */
@@ -64,6 +70,8 @@ export class Boundary2D {
   /** class index per cell (multi-class), from the message's `predicted` image */
   private classIdx: Float32Array | null = null;
   private classImg: HTMLCanvasElement | null = null;
+  /** what classImg was coloured for (frame and palette), so it is recoloured only when either changes */
+  private classImgKey = "";
   private neurons: Neuron[] = [];
   /** tiles by "layer#unit", in the order of the last frame; rebuilt only when the set of neurons changes */
   private tiles = new Map<string, NeuronTile>();
@@ -84,6 +92,8 @@ export class Boundary2D {
   private readonly body: HTMLElement;
   private readonly canvas = el("canvas", { class: "viz-boundary-canvas" });
   private readonly mainTitle = el("div", { class: "viz-caption" });
+  /** the plot's box: in projector mode a fill box the canvas is sized to (see draw) */
+  private readonly wrap = el("div", { class: "viz-boundary-wrap" }, [this.canvas, this.mainTitle]);
   private readonly neuronBox = el("div", { class: "viz-neurons" });
   private readonly stats = el("div", { class: "viz-stats" });
   private readonly frame: FrameInfo;
@@ -110,7 +120,7 @@ export class Boundary2D {
       const run = ctx.runId();
       if (run !== null) ctx.send({ cmd: "probe", run_id: run, probe: "boundary" });
     }, { title: "recompute the regions now (they also refresh by themselves while training)" });
-    const main = el("figure", { class: "viz-boundary-main" }, [el("div", { class: "viz-boundary-wrap" }, [this.canvas]), this.mainTitle]);
+    const main = el("figure", { class: "viz-boundary-main" }, [this.wrap]);
     this.body = el("div", { class: "viz-boundary-body" }, [
       el("div", { class: "viz-toolbar" }, [this.frame.el, this.stats, el("span", { class: "viz-spacer" }), this.legend, pts.label, disc.label, refresh]),
       el("div", { class: "viz-boundary-row" }, [main, this.neuronBox]),
@@ -122,6 +132,7 @@ export class Boundary2D {
     this.canvas.addEventListener("mousemove", (e) => this.hover(e));
     this.canvas.addEventListener("mouseleave", () => this.tip.hide());
     onWidthChange(root, () => this.redraw.request());
+    onSizeChange(this.wrap, () => this.redraw.request());
     ctx.onThemeChange(() => this.redraw.request());
     this.redraw.request();
   }
@@ -157,7 +168,8 @@ export class Boundary2D {
     this.probs = probs ?? null;
     this.probValues = probs != null && probs.c === 1 ? greyValues(probs) : null;
     this.classIdx = pred != null ? greyValues(pred).map((v) => Math.round(v * 255)) : null;
-    this.classImg = pred != null && this.classIdx !== null ? this.classCanvas(pred.w, pred.h, this.classIdx) : null;
+    this.classImg = null; // coloured at draw time, in the palette of the moment
+    this.classImgKey = "";
     this.redraw.request();
   }
 
@@ -191,6 +203,7 @@ export class Boundary2D {
     this.probValues = null;
     this.classIdx = null;
     this.classImg = null;
+    this.classImgKey = "";
     this.neurons = [];
     this.focus = null;
     this.summary = null;
@@ -207,14 +220,24 @@ export class Boundary2D {
     this.redraw.request();
   }
 
-  /** Region image of a class-index field in the class palette. */
-  private classCanvas(w: number, h: number, idx: Float32Array): HTMLCanvasElement {
+  /**
+   * The fill of each class's region (classes 0..n-1, at least two) on this palette's background:
+   * see regionTint. Every class colour counts as a point colour, since any point may sit anywhere.
+   */
+  private regionFills(p: Palette): Rgb[] {
+    const n = Math.max(2, this.classes().length);
+    const points = Array.from({ length: n }, (_, k) => cssToRgb(classColor(p, k)));
+    const bg = cssToRgb(p.bg);
+    return points.map((c) => regionTint(c, bg, points));
+  }
+
+  /** Region image of a class-index field (w x h cells) in the region fills. */
+  private classCanvas(w: number, h: number, idx: Float32Array, fills: Rgb[]): HTMLCanvasElement {
     const c = blankCanvas(w, h);
     const g = ctx2d(c);
     const img = g.createImageData(w, h);
-    const rgb = CLASS_COLORS.map((col) => cssToRgb(col));
     for (let i = 0; i < w * h; i++) {
-      const k = rgb[(idx[i]! | 0) % rgb.length]!;
+      const k = fills[(idx[i]! | 0) % fills.length]!;
       img.data[4 * i] = k[0];
       img.data[4 * i + 1] = k[1];
       img.data[4 * i + 2] = k[2];
@@ -226,24 +249,23 @@ export class Boundary2D {
 
   /** Multi-class maps (more than two classes and a `predicted` image). */
   private multiclass(): boolean {
-    return this.classImg !== null && (this.probs === null || this.probs.c !== 1 || this.classes().length > 2);
+    return this.classIdx !== null && (this.probs === null || this.probs.c !== 1 || this.classes().length > 2);
   }
 
   private classes(): string[] {
     return this.summary?.dataset.classes ?? this.ctx.classes();
   }
 
-  /** The region colour map: orange (class 0) → pale → blue (class 1), or two flat colours when discretized. */
-  private lut(): Lut {
-    if (!this.discrete) return colormap("diverging");
+  /**
+   * The binary region colour map over P(class 1): class 0's fill → the background (P = 0.5)
+   * → class 1's fill, or the two fills flat when discretized.
+   */
+  private lut(p: Palette): Lut {
+    const [f0, f1] = this.regionFills(p);
+    const bg = rgbHex(cssToRgb(p.bg));
+    if (!this.discrete) return lutFromStops([rgbHex(f0!), bg, rgbHex(f1!)]);
     const lut = new Uint8ClampedArray(256 * 3);
-    const lo = colormap("diverging");
-    for (let i = 0; i < 256; i++) {
-      const j = i < 128 ? 40 : 215;
-      lut[3 * i] = lo[3 * j]!;
-      lut[3 * i + 1] = lo[3 * j + 1]!;
-      lut[3 * i + 2] = lo[3 * j + 2]!;
-    }
+    for (let i = 0; i < 256; i++) lut.set(i < 128 ? f0! : f1!, 3 * i);
     return lut;
   }
 
@@ -310,9 +332,17 @@ export class Boundary2D {
     this.empty.hidden = m !== null;
     this.body.hidden = m === null;
     const probs = this.probs;
-    if (m === null || (probs === null && this.classImg === null)) return;
+    if (m === null || (probs === null && this.classIdx === null)) return;
     const p = readPalette(this.root, this.ctx.theme());
     const classes = this.classes();
+    const fills = this.regionFills(p);
+    if (this.multiclass() && this.classIdx !== null) {
+      const key = `${m.seq}|${fills.map((f) => rgbHex(f)).join(",")}`;
+      if (this.classImg === null || this.classImgKey !== key) {
+        this.classImg = this.classCanvas(m.resolution, m.resolution, this.classIdx, fills);
+        this.classImgKey = key;
+      }
+    }
     this.frame.drawn(m.step, rateOf(m));
     const shownPoints = String(m.points.length);
     if (this.stats.dataset.points !== shownPoints) {
@@ -321,40 +351,48 @@ export class Boundary2D {
     }
     this.drawNeurons(p);
     const binary = !this.multiclass();
-    const lkey = `${binary}|${classes.join(",")}|${this.discrete}`;
+    const lkey = `${binary}|${classes.join(",")}|${this.discrete}|${p.bg}|${p.classes.join(",")}`;
     if (this.legend.dataset.key !== lkey) {
       this.legend.dataset.key = lkey;
       this.legend.replaceChildren(
         ...(binary
-          ? [el("span", { class: "viz-scale" }, [classes[0] ?? "class 0", legendCanvas(this.lut(), 64, 9), classes[1] ?? "class 1"])]
-          : classes.map((c, i) => el("span", { class: "viz-legend-item" }, [el("i", { class: "viz-swatch box", style: { "--c": classColor(i) } }), el("span", { class: "viz-legend-name", text: c })]))),
+          ? [el("span", { class: "viz-scale" }, [classes[0] ?? "class 0", legendCanvas(this.lut(p), 64, 9), classes[1] ?? "class 1"])]
+          : classes.map((c, i) => el("span", { class: "viz-legend-item" }, [el("i", { class: "viz-swatch box", style: { "--c": classColor(p, i) } }), el("span", { class: "viz-legend-name", text: c })]))),
       );
     }
 
-    const width = widthOf(this.body);
-    const neuronsW = this.neurons.length > 0 ? Math.min(width * 0.45, 22 * p.fontPx) : 0;
-    const maxSize = cssNumber(this.root, "--viz-boundary-size", 26 * p.fontPx);
-    const left = Math.round(p.fontPx * 2.6);
-    const bottom = Math.round(p.fontPx * 1.6);
-    const size = Math.max(120, Math.min(maxSize, width - neuronsW - left - 24));
+    // gutters for the tick labels ("−2.5" left, one line below)
+    const left = Math.round(Math.max(p.fontPx * 2.6, p.tickPx * 2.8));
+    const bottom = Math.round(Math.max(p.fontPx * 1.6, p.tickPx * 1.5));
+    const fit = fillSize(this.wrap);
+    let size: number;
+    if (fit !== null) {
+      // projector: the largest square the box holds (the box is sized by the layout, not by us)
+      // (the caption sits in the box, under the plot)
+      size = Math.max(120, Math.min(fit.width - left - 6, fit.height - bottom - 6 - this.mainTitle.offsetHeight - 4));
+    } else {
+      const width = widthOf(this.body);
+      const neuronsW = this.neurons.length > 0 ? Math.min(width * 0.45, 22 * p.fontPx) : 0;
+      const maxSize = cssNumber(this.root, "--viz-boundary-size", 26 * p.fontPx);
+      size = Math.max(120, Math.min(maxSize, width - neuronsW - left - 24));
+    }
     const g = fitCanvas(this.canvas, size + left + 6, size + bottom + 6);
     const x0 = left;
     const y0 = 4;
     this.plot = { x0, y0, size };
+    // the plot square in canvas CSS pixels, for tests that sample what is drawn under the points
+    this.canvas.dataset.plot = `${x0},${y0},${size}`;
 
     const focus = this.focus;
     if (focus !== null && focus.colored !== null) {
       drawPixelated(g, focus.colored, x0, y0, size, size, true);
       this.mainTitle.textContent = `neuron ${focus.layer} #${focus.unit} (orange < 0 < blue)`;
     } else {
-      const img = binary && probs !== null ? colorizeGrey(probs, this.lut()) : this.classImg ?? probs?.canvas;
-      if (img === undefined) return;
-      // smooth: a 64x64 grid reads as a continuous field, as in the Playground
+      const img = binary && probs !== null ? colorizeGrey(probs, this.lut(p)) : this.classImg ?? probs?.canvas;
+      if (img === undefined || img === null) return;
+      // smooth: a 64x64 grid reads as a continuous field, as in the Playground. The fills are
+      // already pale (dark) enough for the points: no veil on top.
       drawPixelated(g, img, x0, y0, size, size, !this.discrete);
-      // lighten (or darken) the regions so the points stand out; class colours are strong, so more
-      const veil = binary ? (p.theme === "dark" ? 0.28 : 0.22) : p.theme === "dark" ? 0.45 : 0.55;
-      g.fillStyle = p.theme === "dark" ? `rgba(0,0,0,${veil})` : `rgba(255,255,255,${veil})`;
-      g.fillRect(x0, y0, size, size);
       this.mainTitle.textContent = binary ? `P(${classes[1] ?? "class 1"}) · line: P = 0.5` : "predicted class";
       if (binary && probs !== null && this.probValues !== null) this.drawContour(g, p, this.probValues, probs.w, probs.h, x0, y0, size);
     }
@@ -365,7 +403,7 @@ export class Boundary2D {
     const ys = linScale(ey0, ey1, y0 + size, y0, 4);
     g.strokeStyle = p.grid;
     g.strokeRect(x0 + 0.5, y0 + 0.5, size - 1, size - 1);
-    g.font = font(p, 0.72);
+    useTickFont(g, p);
     g.fillStyle = p.muted;
     g.textAlign = "center";
     g.textBaseline = "top";
@@ -376,19 +414,21 @@ export class Boundary2D {
 
     // points
     if (this.showPoints && focus === null) {
-      const r = Math.max(2.5, Math.min(5, size / 95));
+      // radius grows with the plot (a 900 px projector plot gets 8 px points), never below 2.5
+      const r = Math.max(2.5, Math.min(8, size / 110));
+      const ring = Math.max(1.2, r / 4);
       const stroke = p.theme === "dark" ? "rgba(0,0,0,0.75)" : "rgba(255,255,255,0.95)";
-      g.lineWidth = 1.2;
+      this.canvas.dataset.pointRadius = String(Math.round(r * 10) / 10);
       for (const [px, py, label] of m.points) {
         const x = xs.px(px);
         const y = ys.px(py);
         const wrong = this.predictedAt(px, py) !== null && this.predictedAt(px, py) !== label;
         g.beginPath();
         g.arc(x, y, wrong ? r + 0.8 : r, 0, Math.PI * 2);
-        g.fillStyle = classColor(label);
+        g.fillStyle = classColor(p, label);
         g.fill();
         g.strokeStyle = wrong ? p.fg : stroke;
-        g.lineWidth = wrong ? 1.8 : 1.2;
+        g.lineWidth = wrong ? ring * 1.5 : ring;
         g.stroke();
       }
     }
@@ -401,8 +441,9 @@ export class Boundary2D {
     g.rect(x0, y0, size, size);
     g.clip();
     g.strokeStyle = p.theme === "dark" ? "rgba(255,255,255,0.85)" : "rgba(20,24,32,0.8)";
-    g.lineWidth = 1.6;
+    g.lineWidth = p.lineW;
     g.lineCap = "round";
+    this.canvas.dataset.contourWidth = String(g.lineWidth);
     g.beginPath();
     const sx = size / w;
     const sy = size / h;

@@ -19,7 +19,7 @@
 import { rateOf, type WatchedViews } from "../live";
 import type { ActivationsMsg, GradientsMsg, ServerMessage, WeightsMsg } from "../protocol";
 import type { ViewContext } from "../viewContext";
-import { Legend, axis, bandHook, baseOptions, cursorTooltip, uPlot, yAxisSize } from "../charts/uplotTheme";
+import { Legend, axis, bandHook, baseOptions, cursorTooltip, recordDrawing, uPlot, yAxisSize } from "../charts/uplotTheme";
 import { colormap, legendCanvas } from "./colormap";
 import { Redraw, Tooltip, button, cssNumber, el, emptyState, finite, fitCanvas, fmt, fmtPct, fmtTick, onWidthChange, shortParam, toggle, widthOf } from "./dom";
 import { FrameInfo } from "./frameInfo";
@@ -343,17 +343,17 @@ export class LayerStats {
     const series = [];
     const legend: { label: string; color: string; dashed?: boolean }[] = [];
     if (first !== undefined && first !== last) {
-      series.push({ label: `step ${first.step}`, color: withAlpha(p.muted, 0.9), values: layers.map((l) => first.layers.get(l)?.std ?? null), width: 1.5, dashed: true, points: false });
+      series.push({ label: `step ${first.step}`, color: withAlpha(p.muted, 0.9), values: layers.map((l) => first.layers.get(l)?.std ?? null), width: p.lineW * 0.75, dashed: true, points: false });
       legend.push({ label: `activations @ ${fmtTick(first.step)}`, color: p.muted, dashed: true });
     }
     if (last !== undefined) {
-      series.push({ label: `step ${last.step}`, color: p.train, values: layers.map((l) => last.layers.get(l)?.std ?? null), width: 2.5 });
+      series.push({ label: `step ${last.step}`, color: p.train, values: layers.map((l) => last.layers.get(l)?.std ?? null), width: p.lineW * 1.25 });
       legend.push({ label: `activations @ ${fmtTick(last.step)}`, color: p.train });
     }
     if (lastGrad !== undefined) {
       const byLayer = new Map(lastGrad.outputs.map((o) => [o.layer, finite(o.std)]));
       if (layers.some((l) => byLayer.has(l))) {
-        series.push({ label: "gradient", color: p.val, values: layers.map((l) => byLayer.get(l) ?? null), width: 2, dashed: true });
+        series.push({ label: "gradient", color: p.val, values: layers.map((l) => byLayer.get(l) ?? null), width: p.lineW, dashed: true });
         legend.push({ label: "∂loss/∂output", color: p.val, dashed: true });
       }
     }
@@ -371,24 +371,24 @@ export class LayerStats {
     const layers = this.layerOrder.filter((l) => this.acts.some((a) => a.layers.has(l)));
     const w = widthOf(this.stdBox);
     if (w <= 0) return;
-    const key = `${layers.join(",")}|${p.theme}`;
+    const key = `${layers.join(",")}|${p.theme}|${p.tickPx}|${p.lineW}|${this.chartH()}`;
     if (this.stdChart === null || this.stdKey !== key) {
       this.stdChart?.destroy();
       this.stdBox.replaceChildren();
-      const dark = p.theme === "dark";
       const o = baseOptions(w, this.chartH(), undefined, p.fontPx);
       o.scales = { x: { time: false }, y: { distr: 3, log: 10 } };
       o.axes = [axis(p, { size: Math.round(p.fontPx * 1.9) }), axis(p, { size: yAxisSize(p), log: true })];
-      o.series = [{}, ...layers.map((l, i) => ({ label: l, stroke: depthColor(i, layers.length, dark), width: 1.6, points: { show: false }, spanGaps: true }))];
+      o.series = [{}, ...layers.map((l, i) => ({ label: l, stroke: depthColor(i, layers.length, p), width: p.lineW, points: { show: false }, spanGaps: true }))];
       o.hooks = { setCursor: [cursorTooltip(this.stdTip, (x) => `step ${fmtTick(x)} · std`, (v) => fmt(v))] };
       this.stdChart = new uPlot(o, [[]], this.stdBox);
+      recordDrawing(this.stdBox, this.stdChart);
       this.stdKey = key;
       const n = layers.length;
       this.stdLegend.replaceChildren(
         n > 0
-          ? new Legend(n <= 4 ? layers.map((l, i) => ({ label: l, color: depthColor(i, n, dark) })) : [
-            { label: `${layers[0]} (first)`, color: depthColor(0, n, dark) },
-            { label: `${layers[n - 1]} (last)`, color: depthColor(n - 1, n, dark) },
+          ? new Legend(n <= 4 ? layers.map((l, i) => ({ label: l, color: depthColor(i, n, p) })) : [
+            { label: `${layers[0]} (first)`, color: depthColor(0, n, p) },
+            { label: `${layers[n - 1]} (last)`, color: depthColor(n - 1, n, p) },
           ]).el
           : el("span"),
       );
@@ -453,11 +453,10 @@ export class LayerStats {
     this.ratioCard.hidden = names.length === 0 && this.grads.length === 0;
     const w = widthOf(this.ratioBox);
     if (w <= 0 || this.ratioCard.hidden) return;
-    const key = `${names.join(",")}|${p.theme}`;
+    const key = `${names.join(",")}|${p.theme}|${p.tickPx}|${p.lineW}|${this.chartH()}`;
     if (this.ratioChart === null || this.ratioKey !== key) {
       this.ratioChart?.destroy();
       this.ratioBox.replaceChildren();
-      const dark = p.theme === "dark";
       const o = baseOptions(w, this.chartH(), undefined, p.fontPx);
       o.scales = {
         x: { time: false },
@@ -469,17 +468,18 @@ export class LayerStats {
         },
       };
       o.axes = [axis(p, { size: Math.round(p.fontPx * 1.9) }), axis(p, { size: yAxisSize(p), log: true })];
-      o.series = [{}, ...names.map((n, i) => ({ label: shortParam(n), stroke: depthColor(i, names.length, dark), width: 1.6, points: { show: false }, spanGaps: true }))];
+      o.series = [{}, ...names.map((n, i) => ({ label: shortParam(n), stroke: depthColor(i, names.length, p), width: p.lineW, points: { show: false }, spanGaps: true }))];
       o.hooks = {
         drawAxes: [bandHook(RATIO_BAND[0], RATIO_BAND[1], p.band, { y: 1e-3, stroke: p.good })],
         setCursor: [cursorTooltip(this.ratioTip, (x) => `step ${fmtTick(x)} · update/weight`, (v) => fmt(v))],
       };
       this.ratioChart = new uPlot(o, [[]], this.ratioBox);
+      recordDrawing(this.ratioBox, this.ratioChart);
       this.ratioKey = key;
       const n = names.length;
       const items = [
-        ...(n > 0 ? [{ label: shortParam(names[0]!), color: depthColor(0, n, dark) }] : []),
-        ...(n > 1 ? [{ label: shortParam(names[n - 1]!), color: depthColor(n - 1, n, dark) }] : []),
+        ...(n > 0 ? [{ label: shortParam(names[0]!), color: depthColor(0, n, p) }] : []),
+        ...(n > 1 ? [{ label: shortParam(names[n - 1]!), color: depthColor(n - 1, n, p) }] : []),
         { label: "healthy ≈ 1e-3", color: p.good, dashed: true },
       ];
       this.ratioLegend.replaceChildren(new Legend(items).el);

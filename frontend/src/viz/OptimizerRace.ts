@@ -65,7 +65,7 @@ export function racerName(kind: string): string {
 
 export function racerColor(kind: string, p: Palette): string {
   const i = RACERS.indexOf(kind as (typeof RACERS)[number]);
-  return seriesColor(i >= 0 ? i : RACERS.length, p.theme);
+  return seriesColor(i >= 0 ? i : RACERS.length, p);
 }
 
 export class OptimizerRace {

@@ -194,6 +194,40 @@ export function onWidthChange(target: Element, cb: () => void): ResizeObserver {
   return ro;
 }
 
+/**
+ * Call `cb` when `target`'s content box changes in width or height. Only for boxes whose size
+ * does not follow their content (a fill box, see `fillSize`): otherwise resizing the content
+ * from `cb` would call it again.
+ */
+export function onSizeChange(target: Element, cb: () => void): ResizeObserver {
+  let last = "";
+  const ro = new ResizeObserver((entries) => {
+    for (const e of entries) {
+      const key = `${Math.round(e.contentRect.width)}x${Math.round(e.contentRect.height)}`;
+      if (key !== last) {
+        last = key;
+        cb();
+      }
+    }
+  });
+  ro.observe(target);
+  return ro;
+}
+
+/**
+ * The content box of `e` (CSS pixels) when the stylesheet makes it a fill box (`--viz-fill: 1`:
+ * projector mode sizes the main charts by flex/grid to the space the tab leaves, and the chart
+ * draws to that box), else null (the chart picks its own height from --viz-chart-h). A fill box
+ * gets its size from its container, never from what is drawn in it (flex-basis 0, min-height 0,
+ * overflow hidden), so a chart can size itself to it without a feedback loop.
+ */
+export function fillSize(e: HTMLElement): { width: number; height: number } | null {
+  if (getComputedStyle(e).getPropertyValue("--viz-fill").trim() !== "1") return null;
+  const width = Math.floor(e.clientWidth);
+  const height = Math.floor(e.clientHeight);
+  return width > 0 && height > 0 ? { width, height } : null;
+}
+
 /** Usable width of `e` in CSS pixels (0 while hidden). */
 export function widthOf(e: Element): number {
   return Math.floor(e.getBoundingClientRect().width);

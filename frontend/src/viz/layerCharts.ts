@@ -7,8 +7,8 @@
 import { colormap, lutColor } from "./colormap";
 import { fmt, fmtTick } from "./dom";
 import { blankCanvas, ctx2d } from "./image";
-import { clipText, gridY, linScale, logScale, positiveExtent, type Scale } from "./plot";
-import { font, withAlpha, type Palette } from "./theme";
+import { clipText, gridY, linScale, logScale, positiveExtent, useTickFont, type Scale } from "./plot";
+import { font, readable, withAlpha, type Palette } from "./theme";
 
 /** One layer's histogram at one probe step. */
 export interface HistEntry {
@@ -181,7 +181,7 @@ export function drawHeatStrips(
 
   // x axis: probe steps
   const yAxis = top + o.layers.length * (rowH + gap);
-  g.font = font(p, 0.72);
+  useTickFont(g, p);
   g.fillStyle = p.muted;
   g.textBaseline = "top";
   g.textAlign = "center";
@@ -201,7 +201,7 @@ export function drawHeatStrips(
 /** Height a heat-strip chart with `rows` rows of `rowH` needs. */
 export function heatStripsHeight(rows: number, rowH: number, p: Palette): number {
   const gap = Math.max(2, Math.round(rowH * 0.14));
-  return 2 + rows * (rowH + gap) + Math.round(p.fontPx * 1.4);
+  return 2 + rows * (rowH + gap) + Math.round(Math.max(p.fontPx * 1.4, p.tickPx * 1.5));
 }
 
 // ---------------------------------------------------------------- category charts (x = layer)
@@ -217,13 +217,13 @@ interface CatFrame {
 
 /** Frame for a chart with one x slot per layer; draws the layer labels (rotated when crowded). */
 function categoryFrame(g: CanvasRenderingContext2D, p: Palette, layers: string[], w: number, h: number, leftW: number): CatFrame {
-  g.font = font(p, 0.72);
+  useTickFont(g, p);
   const maxLabel = Math.min(p.fontPx * 6, Math.max(...layers.map((l) => g.measureText(l).width), 10));
   const x0 = leftW;
   const x1 = w - 8;
   const slot = (x1 - x0) / Math.max(1, layers.length);
   const rotate = maxLabel + 6 > slot;
-  const bottom = rotate ? Math.min(p.fontPx * 6, maxLabel * 0.7 + p.fontPx) + 4 : p.fontPx * 1.5;
+  const bottom = rotate ? Math.min(p.fontPx * 6, maxLabel * 0.7 + p.fontPx) + 4 : Math.max(p.fontPx * 1.5, p.tickPx * 1.6);
   const y0 = 8;
   const y1 = h - bottom;
   const cx = (i: number): number => x0 + (i + 0.5) * slot;
@@ -421,7 +421,9 @@ export function slotAt(frame: CatFrame, x: number, n: number): number {
  * A viridis colour for layer `i` of `n` (shallow = purple, deep = green-yellow),
  * kept off the end that would vanish into the background.
  */
-export function depthColor(i: number, n: number, dark: boolean): string {
+export function depthColor(i: number, n: number, p: Palette): string {
   const t = n <= 1 ? 0.5 : i / (n - 1);
-  return lutColor(colormap("viridis"), dark ? 0.3 + 0.7 * t : 0.02 + 0.83 * t);
+  // viridis' dark end vanishes on a dark page and its yellow end on a white one: lift each to 3:1
+  const c = lutColor(colormap("viridis"), p.theme === "dark" ? 0.3 + 0.7 * t : 0.02 + 0.83 * t);
+  return readable(c, p);
 }

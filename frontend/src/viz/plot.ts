@@ -5,7 +5,7 @@
  */
 
 import { fmt } from "./dom";
-import { font, type Palette } from "./theme";
+import { tickFont, type Palette } from "./theme";
 
 export interface Scale {
   lo: number;
@@ -104,10 +104,19 @@ export function finiteExtent(values: Iterable<number | null | undefined>): [numb
   return lo <= hi ? [lo, hi] : null;
 }
 
+/**
+ * Set `g`'s font to the palette's tick label font, and note on its canvas (data-tick-font) the
+ * font the canvas normalized it to: what it will draw the labels with, for the projector tests.
+ */
+export function useTickFont(g: CanvasRenderingContext2D, p: Palette): void {
+  g.font = tickFont(p);
+  if (typeof HTMLCanvasElement !== "undefined" && g.canvas instanceof HTMLCanvasElement) g.canvas.dataset.tickFont = g.font;
+}
+
 /** Horizontal grid lines at the y scale's ticks, labels right-aligned at x0 - 4. */
 export function gridY(g: CanvasRenderingContext2D, p: Palette, y: Scale, x0: number, x1: number): void {
   g.save();
-  g.font = font(p, 0.75);
+  useTickFont(g, p);
   g.textAlign = "right";
   g.textBaseline = "middle";
   g.lineWidth = 1;
@@ -127,7 +136,7 @@ export function gridY(g: CanvasRenderingContext2D, p: Palette, y: Scale, x0: num
 /** Vertical grid lines at the x scale's ticks, labels centred below y1 + 3. */
 export function gridX(g: CanvasRenderingContext2D, p: Palette, x: Scale, y0: number, y1: number, labels = true): void {
   g.save();
-  g.font = font(p, 0.75);
+  useTickFont(g, p);
   g.textAlign = "center";
   g.textBaseline = "top";
   g.lineWidth = 1;
