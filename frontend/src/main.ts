@@ -15,6 +15,7 @@
 import "./styles.css";
 import "./viz/viz.css";
 import { api, endpoints } from "./api";
+import { ClassroomBar, watchFromHash, withWatch } from "./classroom/student";
 import { debounce, h } from "./dom";
 import { NetworkEditor } from "./editor/NetworkEditor";
 import { FrameScheduler } from "./frame";
@@ -68,6 +69,8 @@ async function boot(): Promise<void> {
   // null: a server without the frame clock (no `views` / `speed` commands); the page then takes its defaults
   const liveViews: LiveViewInfo[] | null = viewsResult.status === "fulfilled" && Array.isArray(viewsResult.value) ? viewsResult.value : null;
   const initialRun = runFromHash(location.hash);
+  // the teacher's read-only view of a student's run (the dashboard's "Open"): nothing is started or edited
+  const watching = initialRun !== null && watchFromHash(location.hash);
   let initial: AppState | null = null;
   try {
     initial = await decodeState(location.hash);
@@ -103,6 +106,7 @@ async function boot(): Promise<void> {
   controls.setSpeedAvailable(liveViews !== null);
   /** Train: `experiment` (default: the document; a lesson's compare step passes its own) becomes the shown run. */
   const startRun = (experiment: Experiment = store.experiment, paused = false): void => {
+    if (watching) return toasts.show("this page shows a student's run read-only; open dlplay in a new tab to train", "error");
     // Restart: the old run would keep a share of the device; stop it first.
     const previous = tracker.snapshot.runId;
     if (previous && tracker.active) socket.send({ cmd: "stop", run_id: previous });
@@ -141,6 +145,7 @@ async function boot(): Promise<void> {
   const route = (msg: ServerMessage): void => {
     // the lesson guide also follows the runs of a compare step beside the shown one
     lessons.onMessage(msg);
+    classroom.onMessage(msg);
     if (searchView?.claims(msg, tracker.snapshot.runId)) return; // a search trial, not the shown run
     const kind = tracker.classify(msg);
     if (kind === "other") return;
@@ -232,6 +237,16 @@ async function boot(): Promise<void> {
     toast: (m, k) => toasts.show(m, k),
   });
   files.setList(presets);
+  // issue 10: the class bar and the teacher's pushed lesson (shown only when this browser is in a class)
+  const classroom = new ClassroomBar({
+    load: (experiment, label) => {
+      store.setExperiment(normalizeExperiment(experiment));
+      editor.select(null);
+      toasts.show(`loaded ${label} (Ctrl+Z to go back)`);
+    },
+    toast: (m, k) => toasts.show(m, k),
+    leave: () => socket.close(),
+  });
   const lessons = new LessonGuide({
     store,
     presets,
@@ -363,7 +378,7 @@ async function boot(): Promise<void> {
   const topbar = h("header.topbar", null,
     brand, nameInput, files.el, lessons.list.button, h("span.sep"), undoBtn, redoBtn, h("span.spacer"),
     controls.el, h("span.sep"), themeBtn, projectorBtn, helpBtn);
-  root.replaceChildren(topbar, h("div.workspace", null, side, main, lessons.panel.el), help.el, lessons.list.el, toasts.el);
+  root.replaceChildren(topbar, classroom.el, h("div.workspace", null, side, main, lessons.panel.el), help.el, lessons.list.el, toasts.el);
 
   // ---- state -> DOM ------------------------------------------------------------------
   let lastTab: TabId | null = null;
@@ -373,6 +388,7 @@ async function boot(): Promise<void> {
     const themeChanged = html.dataset.theme !== ui.theme || html.dataset.projector !== String(ui.projector);
     html.dataset.theme = ui.theme;
     html.dataset.projector = String(ui.projector);
+    html.dataset.watch = String(watching);
     projectorBtn.classList.toggle("on", ui.projector);
     for (const [id, b] of sideButtons) b.setAttribute("aria-selected", String(id === ui.side));
     for (const [id, body] of sideBodies) body.hidden = id !== ui.side;
@@ -403,7 +419,7 @@ async function boot(): Promise<void> {
   /** The address: the state, and the shown run so a reload or a second tab reattaches to it. */
   async function writeHashNow(): Promise<void> {
     const version = ++hashVersion;
-    const hash = hashWithRun(await encodeState(store.state), tracker.snapshot.runId);
+    const hash = withWatch(hashWithRun(await encodeState(store.state), tracker.snapshot.runId), watching);
     if (version !== hashVersion || hash === writtenHash) return;
     writtenHash = hash;
     history.replaceState(history.state, "", `#${hash}`);
@@ -489,6 +505,8 @@ async function boot(): Promise<void> {
 
   if (initialRun !== null) attachRun(initialRun);
   socket.connect();
+  classroom.start();
+  if (watching && initialRun !== null) classroom.watch(initialRun);
   // Closed when the page is hidden for good or put in the back/forward cache; a page restored
   // from that cache (Back, then Forward) reconnects and resumes from the last seq it saw.
   window.addEventListener("pagehide", () => socket.close());
