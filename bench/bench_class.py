@@ -25,15 +25,17 @@ tree: shared pages counted once; the server process's RSS beside it) at the star
 end. Targets on 2 cores: fairness >= 0.8, first-metrics p95 < 1 s, dashboard >= 1
 update/s, memory flat.
 
-``--isolation ray --ray-address ADDR`` runs the trainings on a Ray cluster
-(``DLPLAY_ISOLATION=ray``, ``DLPLAY_RAY_ADDRESS``); ``--compare`` runs the local
-processes and Ray one after the other and prints them side by side.
+``--isolation ray`` runs the trainings on a Ray cluster (``DLPLAY_ISOLATION=ray``,
+``DLPLAY_RAY_ADDRESS``): ``--ray-address ADDR``, or else a local cluster started for the bench
+(a head and two worker nodes on this machine); ``--compare`` runs the local processes and Ray
+one after the other and prints them side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -466,21 +468,38 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0, help="how long the class trains (default 120)")
     parser.add_argument("--isolation", choices=["process", "ray"], default="process",
                         help="where runs train: local processes (default) or a Ray cluster")
-    parser.add_argument("--ray-address", default=None, help="the Ray cluster (with --isolation ray or --compare)")
+    parser.add_argument("--ray-address", default=None, help="the Ray cluster (with --isolation ray or --compare; default: a local one started for the bench)")
     parser.add_argument("--compare", action="store_true", help="run local processes, then Ray, side by side")
     parser.add_argument("--no-views", action="store_true",
                         help="students watch no live views (what the views cost: compare with and without)")
     args = parser.parse_args()
-    if (args.isolation == "ray" or args.compare) and not args.ray_address:
-        parser.error("--isolation ray and --compare need --ray-address ADDR (e.g. 127.0.0.1:6379 or ray://host:10001)")
-    configurations = []
+    outcomes = []
     if args.compare or args.isolation == "process":
-        configurations.append(("local processes", {"DLPLAY_ISOLATION": "process"}))
+        outcomes.append(measure("local processes", args.students, args.seconds, {"DLPLAY_ISOLATION": "process"},
+                                not args.no_views))
     if args.compare or args.isolation == "ray":
-        configurations.append((f"ray {args.ray_address}", {"DLPLAY_ISOLATION": "ray",
-                                                          "DLPLAY_RAY_ADDRESS": args.ray_address}))
-    outcomes = [measure(label, args.students, args.seconds, env, not args.no_views) for label, env in configurations]
+        with _ray_cluster(args.ray_address, args.students) as address:
+            outcomes.append(measure(f"ray {'local cluster' if args.ray_address is None else address}", args.students,
+                                    args.seconds, {"DLPLAY_ISOLATION": "ray", "DLPLAY_RAY_ADDRESS": address},
+                                    not args.no_views))
     print_table(outcomes)
+
+
+@contextlib.contextmanager
+def _ray_cluster(address: str | None, students: int):
+    """The Ray cluster's address: ``address`` as given, or a local cluster started here for the bench (a head
+    and two worker nodes on this machine, tests/cluster/local_ray_cluster.py) and torn down after it. Each
+    worker node offers enough logical CPUs for every student's run (one actor each) to be placed at once: the
+    bench measures how the machine shares its real cores, not a queue for logical ones."""
+    if address is not None:
+        yield address
+        return
+    sys.path.insert(0, str(ROOT / "tests" / "cluster"))
+    from local_ray_cluster import local_ray_cluster  # noqa: E402 - needs the [cluster] extra
+
+    with local_ray_cluster(worker_nodes=2, cpus_per_node=max(2, (students + 1) // 2 + 2)) as cluster:
+        # ray:// (the client server on the head): the server process is not on the nodes' loopback address
+        yield cluster.client_address
 
 
 if __name__ == "__main__":
