@@ -277,6 +277,8 @@ ERROR_CODES: dict[str, str] = {
     "run_crashed": "stream: the run's process ended without a word (killed from outside, or a crash in native code); "
                    "`final` and `status failed` follow, the other runs go on",
     "run_finished": "stream: `step` on a run that has already ended",
+    "ray_unavailable": "stream: with isolation 'ray' (dlplay class --ray), Ray is not installed or the cluster could not "
+                       "be reached when the run was to start; `final` and `status failed` follow",
     "time_limit": "stream: the run reached the server's max_run_seconds and was stopped; `final` follows",
     # The classroom (issue 10; server/classroom.py). "REST" codes come in {"detail", "code"} bodies of /api/class.
     "not_in_class": "while a class is open: a websocket without a member's session or the teacher's key (sent, then "

@@ -454,8 +454,9 @@ async function boot(): Promise<void> {
       store.setExperiment(info.experiment);
       editor.select(null);
     }
-    attachRun(runId);
+    // the tab first: attachRun writes the address at once, and a reload right after must find the tab in it too
     store.setUI({ tab: "training" });
+    attachRun(runId);
     toasts.show(`opened run “${info.name ?? runId}” (Ctrl+Z brings back the network you had)`);
   }
   applyUI();

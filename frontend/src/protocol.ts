@@ -422,6 +422,11 @@ export type ErrorCode =
   | "run_crashed"
   /** stream: `step` on a run that has already ended */
   | "run_finished"
+  /**
+   * stream: with isolation 'ray' (dlplay class --ray), Ray is not installed or the cluster could not be
+   * reached when the run was to start; `final` and `status failed` follow
+   */
+  | "ray_unavailable"
   /** stream: the run reached the server's max_run_seconds and was stopped; `final` follows */
   | "time_limit"
   /**

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 from pydantic import ValidationError
 
 from server import registry
@@ -29,6 +30,10 @@ from server.trainer import Trainer
 
 HANG_GUARD = 600  # seconds: only there so a broken export fails the test instead of hanging it
 GUARD = "import sys; sys.modules['server'] = None  # the export must not need dlplay\n"
+# Both sides of a loss comparison compute with one torch thread: a float32 reduction split over 2 threads
+# rounds differently from 1 thread (resnet_small's 5th loss moves by 1.3e-5), and the test process's count
+# depends on which tests ran before it (an app's startup sets cores - 1: server/threads.py).
+COMPARE_THREADS = 1
 
 # Values tried, in order, for a kind's required parameters (out_features, out_channels, activation, ...).
 GENERIC_VALUES: tuple[Any, ...] = (4, "tanh")
@@ -37,7 +42,8 @@ GENERIC_VALUES: tuple[Any, ...] = (4, "tanh")
 def run_without_dlplay(code: str, cwd: Path, timeout: float = HANG_GUARD) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter in which ``import server`` (dlplay) raises ImportError."""
     return subprocess.run([sys.executable, "-c", GUARD + code], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"})
+                          timeout=timeout, env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0",
+                                                "OMP_NUM_THREADS": str(COMPARE_THREADS)})
 
 
 _DRIVER = """
@@ -82,14 +88,20 @@ def train_exported(jobs: list[dict[str, Any]], workdir: Path) -> dict[str, dict[
 
 
 def reference_losses(experiment: Experiment, steps: int, **trainer_kwargs: Any) -> tuple[list[float], Trainer]:
-    """dlplay's own per-step losses for the first ``steps`` steps (CPU), and the trainer after them."""
-    trainer = Trainer(experiment, device="cpu", **trainer_kwargs)
-    losses = []
-    for _ in range(steps):
-        result = trainer.step()
-        losses.append(float(result.loss))
-        if result.stop is not None:
-            break
+    """dlplay's own per-step losses for the first ``steps`` steps (CPU, ``COMPARE_THREADS`` torch threads, as the
+    exported script gets), and the trainer after them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(COMPARE_THREADS)
+    try:
+        trainer = Trainer(experiment, device="cpu", **trainer_kwargs)
+        losses = []
+        for _ in range(steps):
+            result = trainer.step()
+            losses.append(float(result.loss))
+            if result.stop is not None:
+                break
+    finally:
+        torch.set_num_threads(threads)
     return losses, trainer
 
 
