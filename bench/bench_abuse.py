@@ -63,9 +63,8 @@ SLOW_STEPS = {"data": {"name": "mnist"}, "network": {"layers": [
     "train": {"batch_size": 256, "max_steps": 10**9, "epochs": None}}
 
 
-def tree_pss_mib(pid: int) -> float:
-    """Proportional memory (PSS: shared pages split between their sharers, so forked runs are not counted
-    many times over) of a process and every process below it (the fork server, the runs), MiB."""
+def tree_pids(pid: int) -> set[int]:
+    """A process and every process below it (the fork server, the runs)."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -77,8 +76,14 @@ def tree_pss_mib(pid: int) -> float:
     while frontier:
         frontier = {c for c, p in parents.items() if p in frontier} - tree
         tree |= frontier
+    return tree
+
+
+def tree_pss_mib(pid: int) -> float:
+    """Proportional memory (PSS: shared pages split between their sharers, so forked runs are not counted
+    many times over) of a process and every process below it (the fork server, the runs), MiB."""
     total = 0.0
-    for member in tree:
+    for member in tree_pids(pid):
         try:
             for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):

@@ -53,7 +53,7 @@ from websockets.asyncio.client import connect
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_abuse import tree_pss_mib  # noqa: E402
+from bench.bench_abuse import tree_pids, tree_pss_mib  # noqa: E402
 from bench.bench_server import free_port, percentile, rss_mib  # noqa: E402
 
 START_GUARD = 180.0  # seconds to wait for the server to come up (a hang guard)
@@ -289,22 +289,6 @@ async def teacher(base_ws: str, key: str, go: asyncio.Event, stop_at: list[float
             elif kind == "error":
                 result.errors.append(f"{message.get('code')}: {message.get('message')}")
     return result
-
-
-def tree_pids(pid: int) -> set[int]:
-    """A process and every process below it (the fork server, the runs)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    tree, frontier = {pid}, {pid}
-    while frontier:
-        frontier = {c for c, p in parents.items() if p in frontier} - tree
-        tree |= frontier
-    return tree
 
 
 def cpu_seconds(pid: int) -> float:

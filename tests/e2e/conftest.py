@@ -9,6 +9,7 @@ Screenshots go to test-artifacts/screenshots/.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlparse
 
 import pytest
@@ -46,13 +48,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    """Base URL of a running dlplay server (``http://127.0.0.1:PORT``)."""
-    if not (ROOT / "static" / "index.html").is_file():
-        _unavailable("static/index.html missing: run `npm run build` in frontend/")
+@contextlib.contextmanager
+def serving(data_dir: Path) -> Iterator[str]:
+    """A dlplay server over ``data_dir`` in a subprocess on a free port; yields its base URL once it is healthy."""
     port = _free_port()
-    data_dir = tmp_path_factory.mktemp("dlplay-data")
     log_path = data_dir / "server.log"
     env = {**os.environ, "DLPLAY_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "w") as log:
@@ -83,6 +82,15 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    """Base URL of a running dlplay server (``http://127.0.0.1:PORT``)."""
+    if not (ROOT / "static" / "index.html").is_file():
+        _unavailable("static/index.html missing: run `npm run build` in frontend/")
+    with serving(tmp_path_factory.mktemp("dlplay-data")) as base:
+        yield base
 
 
 @pytest.fixture(scope="session")

@@ -15,17 +15,9 @@ student's page go to test-artifacts/screenshots/classroom/.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 
-from tests.e2e.conftest import CHROMIUM, LOCAL_HOSTS, ROOT, SERVER_START_S, VIEWPORT, _free_port, _unavailable
+from tests.e2e.conftest import LOCAL_HOSTS, ROOT, VIEWPORT, _unavailable, serving
 from tests.e2e.e2e_helpers import SCREENSHOTS, wait_valid
 
 pytestmark = pytest.mark.e2e
@@ -54,53 +46,10 @@ def classroom(tmp_path_factory: pytest.TempPathFactory):
     finally:
         store.close()
 
-    port = _free_port()
-    log_path = data_dir / "server.log"
-    env = {**os.environ, "DLPLAY_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", f"from server.app import serve; serve('127.0.0.1', {port}, False)"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/api/health", timeout=2) as r:
-                    if json.load(r).get("status") == "ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer /api/health in {SERVER_START_S}s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
+    with serving(data_dir) as base:
         # the code as typed: 6 characters (the store may keep it with its dash, as shown)
-        yield {"base": base, "code": klass.code.replace("-", ""), "key": klass.teacher_key, "log": log_path}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    try:
-        from playwright import sync_api
-    except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[test]')")
-    if not Path(CHROMIUM).exists():
-        _unavailable(f"no Chromium at {CHROMIUM} (set DLPLAY_CHROMIUM)")
-    from tests.e2e.conftest import CHROMIUM_ARGS
-
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+        yield {"base": base, "code": klass.code.replace("-", ""), "key": klass.teacher_key,
+               "log": data_dir / "server.log"}
 
 
 class Watched:
@@ -177,12 +126,12 @@ def shoot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
-def test_a_class_from_join_to_leaderboard(classroom, chromium):
+def test_a_class_from_join_to_leaderboard(classroom, browser):
     base, code = classroom["base"], classroom["code"]
-    teacher = Watched(chromium)
-    ada = Watched(chromium)
-    bob = Watched(chromium)
-    stranger = Watched(chromium)
+    teacher = Watched(browser)
+    ada = Watched(browser)
+    bob = Watched(browser)
+    stranger = Watched(browser)
     try:
         # ---- the teacher signs in with the link, and the key leaves the address bar
         tp = teacher.page
@@ -354,7 +303,7 @@ def test_a_class_from_join_to_leaderboard(classroom, chromium):
         xp.goto(f"{base}/")
         assert xp.url.endswith("/join"), xp.url
         xp.wait_for_selector("#join-code")
-        phone = chromium.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
         try:
             pp = phone.new_page()
             pp.goto(f"{base}/join?code={code.lower()}")
@@ -389,7 +338,7 @@ def test_a_class_from_join_to_leaderboard(classroom, chromium):
         assert "class_snapshot" not in feed["got"] and "class_update" not in feed["got"], feed
 
         # ---- a fuller class on the projector: ten more students join (by the API, each its own cookie jar)
-        extra = [chromium.new_context() for _ in range(10)]
+        extra = [browser.new_context() for _ in range(10)]
         try:
             for i, ctx in enumerate(extra):
                 r = ctx.request.post(f"{base}/api/class/join", data={"code": code.lower(), "name": f"Student {i + 3:02d}"},
