@@ -41,7 +41,7 @@ from server.sessions import SessionIssuer, SessionMiddleware
 from server.store import Store
 from server.threads import use_threads
 from server.uploads import UploadStore
-from server.isolation import start_fork_server
+from server.isolation import spare_children, start_fork_server
 from server.warmup import warm_up
 
 log = logging.getLogger("dlplay")
@@ -78,6 +78,14 @@ def create_app(settings: Settings | None = None, *, session_factory: SessionFact
 
             resources = await asyncio.to_thread(connect_ray, settings.ray_address)
             log.info("runs train on the Ray cluster at %s (%g CPUs)", settings.ray_address, resources.get("CPU", 0))
+            from server.ray_backend import HOSTS, HOST_READY_SECONDS
+
+            try:  # each node's host warms the engine up once; the first students then do not wait for it
+                hosts = await asyncio.to_thread(HOSTS.wait_ready, HOST_READY_SECONDS)
+                log.info("%d Ray node host(s) ready, warm-up %s s", len(hosts),
+                         ", ".join(f"{h['warm_up_seconds']:.1f}" for h in hosts))
+            except Exception as exc:  # a slow or broken node: its runs' opens wait for it, or fail and say why
+                log.warning("not every Ray node host came up in %.0f s: %s", HOST_READY_SECONDS, exc)
         if settings.isolation == "process" and session_factory is None:
             log.info("started the run fork server (engine warm) in %.2f s", await asyncio.to_thread(start_fork_server))
         else:
@@ -99,6 +107,9 @@ def create_app(settings: Settings | None = None, *, session_factory: SessionFact
         classroom = ClassroomService(store, app.state.sessions, settings)
         classroom.attach_scheduler(scheduler)
         app.state.classroom = classroom
+        if settings.isolation == "process" and session_factory is None:
+            # Run processes forked and warmed ahead of need: a class pressing Train at once starts at once.
+            spare_children(settings.spare_processes(classroom.current is not None)).fill()
         # The teacher's live dashboard (/ws/class): follows every member's run (server/class_monitor.py).
         app.state.class_monitor = ClassMonitor(classroom, scheduler, store)
         app.state.class_monitor.start()

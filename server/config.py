@@ -17,6 +17,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+# Spare run processes kept ready (Settings.spare_run_processes): a few for one user, one per student for a class.
+SPARE_RUN_PROCESSES = 4
+CLASS_SPARE_RUN_PROCESSES = 50
 
 
 def physical_memory_bytes() -> int:
@@ -65,6 +68,10 @@ class Settings(BaseSettings):
     # and a student whose runs share a worker with nobody else's is not slowed by another's many runs
     # (bench/bench_abuse.py). The event loop shares the cores with them; it needs little.
     cpu_workers: int = Field(default_factory=lambda: max(1, min(os.cpu_count() or 2, 8)), ge=1, le=64)
+    # Run processes forked and warmed up ahead of need (server/isolation.py SpareChildren), so a start does not
+    # wait for a fork: each idle one holds ~18 MiB of its own. None: 4, or 50 while a class is open (a class
+    # of 50 pressing Train at once: issue 10). 0: every run forks its own.
+    spare_run_processes: int | None = Field(None, ge=0, le=256)
 
     # -- per-run limits ----------------------------------------------------------
     max_params: int = Field(5_000_000, ge=1)  # parameters per network: a small VGG/ResNet fits, a 100M-param model does not
@@ -130,6 +137,12 @@ class Settings(BaseSettings):
     # sweep at start and every upload_sweep_seconds.
     upload_max_age_seconds: float = Field(7 * 24 * 3600.0, gt=0)
     upload_sweep_seconds: float = Field(600.0, gt=0)
+
+    def spare_processes(self, class_open: bool) -> int:
+        """How many spare run processes to keep ready (``spare_run_processes``, or its default for the mode)."""
+        if self.spare_run_processes is not None:
+            return self.spare_run_processes
+        return CLASS_SPARE_RUN_PROCESSES if class_open else SPARE_RUN_PROCESSES
 
     @property
     def dataset_cache_budget(self) -> int:

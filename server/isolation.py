@@ -44,6 +44,12 @@ log = logging.getLogger("dlplay.isolation")
 
 # How far past its slice an operation may run before its child is frozen (a step rarely ends exactly on time).
 PREEMPT_GRACE_SECONDS = 0.02  # seconds
+# How long ``ProcessSession.call`` waits at a time (it waits again until the reply comes; only a hang guard's unit).
+CALL_WAIT_SECONDS = 3600.0  # seconds
+# Children forked ahead of need by default (``SpareChildren``; the server's setting ``spare_run_processes``).
+SPARE_CHILDREN = 0
+# Spares are forked again only this long after a run last took one (a burst of starts gets the CPU first).
+SPARE_REFILL_QUIET_SECONDS = 0.5  # seconds
 # Operations waiting for one run at most (commands beyond it are refused with ``too_busy``).
 MAX_OUTSTANDING = 32
 # The ops a run's child carries out; each is a method of RunSession (``open``/``close`` are the host's own).
@@ -134,13 +140,23 @@ def _call(session: Any, op: str, args: dict[str, Any]) -> list[dict[str, Any]]:
 def _open(factory: Callable[..., Any], experiment: Any, kwargs: dict[str, Any], first_steps: int,
           first_seconds: float, views: dict[str, Any] | None = None) -> tuple[Any, list[dict[str, Any]]]:
     """Build the session with the views its watchers want, send its first messages, and take a first
-    short slice (its first metrics point)."""
+    short slice (its first metrics point).
+
+    A run that trains at once (``first_steps`` > 0) opens without step-0 frames: its views draw from its next
+    slice, after the first metrics point. An open is then only the build and the first steps (about 15 ms for
+    a small MLP instead of 50), which is what a class of 50 pressing Train at the same instant waits on (issue 10).
+    A run started paused (``first_steps`` 0) shows every view at step 0, since it waits there.
+
+    ``first_seconds`` bounds the first steps in this thread's CPU time, not wall time: when many runs open at
+    once each gets a sliver of a core, and a wall-time bound would end the slice a few steps short of the
+    first metrics point, which would then wait for the run's next turn, a whole round later.
+    """
     session = factory(experiment, **kwargs)
     if views is not None:
         session.set_views(views)
-    messages = session.start()
+    messages = session.start(frames=first_steps == 0)
     if first_steps > 0 and not session.done:
-        messages = messages + session.advance(max_steps=first_steps, max_seconds=first_seconds)
+        messages = messages + session.advance(max_steps=first_steps, max_seconds=first_seconds, cpu_time=True)
     return session, messages
 
 
@@ -346,6 +362,26 @@ class ChildSpec:
     memory_limit_bytes: int | None
 
 
+def spare_main(conn: Any) -> None:
+    """A spare child (``SpareChildren``): forked ahead of need, it waits for its run's spec, then is that run's child.
+
+    The spec comes through the pipe; its dataset tensors stay in shared memory (torch's reductions pass
+    their file descriptors), as when the spec comes with the fork.
+
+    While it waits it does the warm-up runs once more (``server.warmup``): a forked child's first run writes
+    to thousands of pages it shares with the fork server, and each write copies one (here 3,500 copies made
+    an open of 12 ms take 40). Done ahead of need, the run's open is as quick as in a warm process.
+    """
+    from server.warmup import warm_up
+
+    warm_up()
+    try:
+        spec = conn.recv()
+    except (EOFError, OSError):  # the server ended, or closed the pool: nothing to do
+        return
+    child_main(conn, spec)
+
+
 def child_main(conn: Any, spec: ChildSpec) -> None:
     """The child's loop: carry out one request at a time, reply with messages and the run's state."""
     _die_with_parent()
@@ -404,6 +440,8 @@ def _rebuild_error(error: tuple[str, str, str]) -> BaseException:
     kind, code, text = error
     if kind == "oom":
         return RunOutOfMemory(text)
+    if kind == "crash":  # relayed by a Ray node host (server/ray_backend.py): the run's process there ended
+        return RunCrashed(text)
     if kind == "value":
         return RunError(code, text)
     if kind == "type":
@@ -411,17 +449,139 @@ def _rebuild_error(error: tuple[str, str, str]) -> BaseException:
     return RuntimeError(f"{code}: {text}")
 
 
+def _death_error(reason: str) -> BaseException:
+    """The error a run's operations fail with when its process has ended for ``reason`` (``_death_reason``)."""
+    return RunOutOfMemory(reason) if "out of memory" in reason else RunCrashed(reason)
+
+
+class SpareChildren:
+    """Children forked ahead of need, so that a run starts without waiting for a fork (issue 10).
+
+    A fork from the fork server takes ~12 ms on an idle machine, but when a class of 50 presses Train at
+    once the fork server competes for the cores with the runs it has just forked, and each fork took 80 ms:
+    the 50th run waited two seconds for its process. A run takes a spare when there is one (its spec goes
+    through the pipe) and a thread forks a new spare in the background. An idle spare holds about 8 MiB
+    of its own (the rest is shared with the fork server). ``size`` 0: no spares, every run forks its own.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = max(0, int(size))
+        self._spares: deque[tuple[Any, Any]] = deque()  # (process, the server's end of its pipe)
+        self._wanted = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._last_taken = -float("inf")  # time.monotonic() of the last take: refills wait for a quiet moment
+
+    @property
+    def ready(self) -> int:
+        """Spares forked and waiting now."""
+        return len(self._spares)
+
+    def take(self) -> tuple[Any, Any] | None:
+        """A live spare ``(process, connection)``, or None when none is ready (the caller forks its own)."""
+        if self.size == 0:
+            return None
+        self._start()
+        with self._wanted:
+            self._last_taken = time.monotonic()
+            while self._spares:
+                process, conn = self._spares.popleft()
+                self._wanted.notify()
+                if process.is_alive():
+                    return process, conn
+                conn.close()
+        return None
+
+    def close(self) -> None:
+        """Stop forking and end the spares (their pipes close: each returns at once)."""
+        with self._wanted:
+            self._closed = True
+            spares, self._spares = list(self._spares), deque()
+            self._wanted.notify_all()
+        for process, conn in spares:
+            conn.close()
+            process.join(timeout=1.0)
+
+    def fill(self) -> None:
+        """Start forking spares now (the server does at start, so the first runs find them)."""
+        if self.size:
+            self._start()
+
+    def _start(self) -> None:
+        with self._wanted:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._refill, name="dlplay-spare-children", daemon=True)
+                self._thread.start()
+
+    def _refill(self) -> None:
+        context = process_context()
+        while True:
+            with self._wanted:
+                while not self._closed and len(self._spares) >= self.size:
+                    self._wanted.wait()
+                if self._closed:
+                    return
+                # A spare's fork and warm-up take CPU the runs starting now need: refill in a quiet moment.
+                quiet_in = self._last_taken + SPARE_REFILL_QUIET_SECONDS - time.monotonic()
+            if quiet_in > 0:
+                time.sleep(quiet_in)
+                continue
+            conn, child_conn = context.Pipe()
+            process = context.Process(target=spare_main, args=(child_conn,), daemon=True, name="dlplay-run-spare")
+            try:
+                process.start()
+            except Exception:  # out of memory or processes: runs fork their own (and say so if that fails too)
+                log.exception("could not fork a spare run process")
+                conn.close()
+                time.sleep(1.0)
+                continue
+            finally:
+                child_conn.close()
+            with self._wanted:
+                if self._closed:
+                    conn.close()
+                    return
+                self._spares.append((process, conn))
+
+
+_spares_lock = threading.Lock()
+_spares: SpareChildren | None = None
+
+
+def spare_children(size: int | None = None) -> SpareChildren:
+    """The server's pool of spare children, made on first use with ``size`` spares (later calls may resize it)."""
+    global _spares
+    with _spares_lock:
+        if _spares is None:
+            _spares = SpareChildren(SPARE_CHILDREN if size is None else size)
+            atexit.register(_spares.close)
+        elif size is not None:
+            _spares.size = max(0, int(size))
+        return _spares
+
+
 class ProcessSession:
     """A run whose session lives in a child process; see the module docstring."""
 
     def __init__(self, spec: ChildSpec) -> None:
-        context = process_context()
         self.run_id = spec.run_id
-        self._conn, child_conn = context.Pipe()
-        self.process = context.Process(target=child_main, args=(child_conn, spec), daemon=True,
-                                       name=f"dlplay-run-{spec.run_id}")
-        self.process.start()
-        child_conn.close()
+        spare = spare_children().take()
+        if spare is not None:  # forked ahead of need: it becomes this run's child when it has the spec
+            process, conn = spare
+            try:
+                conn.send(spec)
+            except (OSError, ValueError):  # it ended meanwhile: fork one for this run
+                conn.close()
+                spare = None
+            else:
+                self.process, self._conn = process, conn
+        if spare is None:
+            context = process_context()
+            self._conn, child_conn = context.Pipe()
+            self.process = context.Process(target=child_main, args=(child_conn, spec), daemon=True,
+                                           name=f"dlplay-run-{spec.run_id}")
+            self.process.start()
+            child_conn.close()
         self.state = RunState()
         self._sent: deque[tuple[int, str, Callable[[Reply], None]]] = deque()  # sent, not yet answered
         self._counter = 0
@@ -450,9 +610,10 @@ class ProcessSession:
         self._counter += 1
         try:
             self._conn.send((self._counter, op, args))
-        except (OSError, ValueError) as exc:
-            self._lost(f"could not reach the run's process ({exc})")
-            on_reply(Reply(op, error=RunCrashed("this run's process has ended")))
+        except (OSError, ValueError):  # it ended between two operations: say why, as a reply would
+            reason = self._death_reason()
+            self._lost(reason)
+            on_reply(Reply(op, error=_death_error(reason)))
             return
         if not self._sent:
             self._busy_since = time.monotonic()
@@ -490,6 +651,27 @@ class ProcessSession:
             if time.monotonic() >= deadline:
                 break
 
+    def call(self, op: str, args: dict[str, Any]) -> Reply:
+        """Send ``op`` and wait for its reply however long it takes, never freezing the child.
+
+        For a Ray node host (``server/ray_backend.py``), which runs each call on a thread of its own; the
+        run's driver on the server freezes and thaws it from outside (``freeze`` / ``thaw``) to keep it to
+        its slices, as ``pump`` does here.
+        """
+        replies: list[Reply] = []
+        self.request(op, args, replies.append)
+        while not replies:
+            self.pump(CALL_WAIT_SECONDS)
+        return replies[0]
+
+    def freeze(self) -> None:
+        """Stop the child where it is (SIGSTOP) until ``thaw``."""
+        self._freeze()
+
+    def thaw(self) -> None:
+        """Let a frozen child go on (SIGCONT)."""
+        self._thaw()
+
     def _thaw(self) -> None:
         if self._frozen:
             self._signal(signal.SIGCONT)
@@ -522,9 +704,8 @@ class ProcessSession:
         self._frozen = False
         pending, self._sent = list(self._sent), deque()
         self._busy_since = None
-        error_type = RunOutOfMemory if "out of memory" in reason else RunCrashed
         for _, op, on_reply in pending:
-            on_reply(Reply(op, error=error_type(reason)))
+            on_reply(Reply(op, error=_death_error(reason)))
 
     def kill(self) -> None:
         """End the child now (SIGKILL works on a frozen process too); unanswered operations are dropped."""

@@ -137,6 +137,10 @@ class RunSession:
         # A GPU's work is asynchronous, so there wall time it is.
         self._cost_clock = time.thread_time if self.trainer.device.type == "cpu" else time.perf_counter
         self._plain_step_seconds = 0.0  # smoothed time of an unobserved step, to tell an observed step's extra cost
+        # Views wait for the first metrics point (start(frames=False)): a run's open makes only what the first
+        # metrics need, and its first frames come with its next slice (a class of 50 pressing Train at once pays
+        # 50 opens before the last one's first metrics: step-0 frames tripled an open's cost; issue 10).
+        self._views_held = False
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -144,14 +148,24 @@ class RunSession:
     def done(self) -> bool:
         return self.final is not None
 
-    def start(self) -> list[dict[str, Any]]:
-        """The first messages: the network summary, the running status and a step-0 frame of every watched view."""
+    def start(self, frames: bool = True) -> list[dict[str, Any]]:
+        """The first messages: the network summary, the running status and a step-0 frame of every watched view.
+
+        ``frames`` False: no step-0 frames, and no view runs until the first metrics point has been made
+        (the caller advances to it at once); the views' first frames then come with the next slice.
+        """
         messages = [self._summary_message(), protocol.status_message("running")]
+        if not frames:
+            self._views_held = True
+            return messages
         return messages + self.refresh()
 
     def advance(self, *, max_steps: int = 1_000_000, max_seconds: float = 0.1,
-                until_frame: bool = False) -> list[dict[str, Any]]:
+                until_frame: bool = False, cpu_time: bool = False) -> list[dict[str, Any]]:
         """Train for up to ``max_steps`` steps or ``max_seconds`` seconds (a time slice), within the speed limit.
+
+        ``cpu_time``: ``max_seconds`` counts this thread's CPU time, not wall time (a run's open: with many runs
+        opening at once, each has a sliver of a core, and wall time would end it short of its first metrics).
 
         ``until_frame``: end the slice as soon as a live view made a frame, so the caller sends it at once.
         The server does: two frames of one view sent together reach the page at the same instant, and it
@@ -159,7 +173,8 @@ class RunSession:
         """
         messages: list[dict[str, Any]] = []
         t0 = time.perf_counter()
-        deadline = t0 + max_seconds
+        clock = time.thread_time if cpu_time else time.perf_counter
+        deadline = clock() + max_seconds
         if self.steps_per_s is not None:
             max_steps = min(max_steps, self._speed_allowance(t0))
         taken = 0
@@ -175,7 +190,7 @@ class RunSession:
                 # sharing a core, every turn): ending the slice there would leave the run one step per turn
                 # (issue 10). It goes out with this slice, at most a slice later.
                 self._framed = False
-            if time.perf_counter() >= deadline:
+            if clock() >= deadline:
                 break
         if self.steps_per_s is not None:
             self._speed_credit -= taken
@@ -309,7 +324,8 @@ class RunSession:
         trainer = self.trainer
         step_view = self._step_view if self.probe_config.enabled else None
         messages: list[dict[str, Any]] = []
-        views_allowed = observe or flush or self._view_credit >= 0  # a Step shows its frames whatever the credit
+        # A Step shows its frames whatever the credit; nothing is drawn before the first metrics point of a quick open.
+        views_allowed = (observe or flush or self._view_credit >= 0) and not self._views_held
         if step_view is not None and (observe or (views_allowed and step_view in self.clock.due(t0, trainer.step_count))):
             # A step the view's hooks observe: a plain step's time is training, the rest is the probe's cost.
             result, messages = live.VIEWS[step_view].wrap_step(self, lambda: trainer.step(observed=True))
@@ -324,6 +340,9 @@ class RunSession:
             took = self._cost_clock() - c0
             self._plain_step_seconds += STEP_TIME_SMOOTHING * (took - self._plain_step_seconds)
         messages = self._result_messages(result, force=flush) + messages
+        if self._views_held and messages:  # the first metrics point (or the final) is made: the views may run
+            self._views_held = False
+            views_allowed = False  # ... from the next step: this one ends the open's slice
         if self.probe_config.enabled and not result.stop:
             now = time.perf_counter()
             if views_allowed and self.clock.anything_due(now):

@@ -48,6 +48,11 @@ IDLE_WAKE_SECONDS = 0.5  # seconds
 # build takes tens of milliseconds, so a new run's first metrics usually come in its first turn. A longer build
 # (many runs starting at once) goes on in the background, not frozen (server/isolation.py), and the worker moves on.
 OPEN_SLICE_SECONDS = 0.25  # seconds
+# While runs are opening, they go before the running ones' slices (for this long after their open was sent): a
+# class of 50 pressing Train at once then spends the cores on opens, not on the first runs' slices and frames,
+# and every student sees a first metrics point within about a second (issue 10). An open that takes longer (a
+# big network's build) goes back to its normal turn, so the running runs are never held up for long.
+OPEN_FIRST_SECONDS = 2.0  # seconds
 # How long a run asked to stop may take to finish its step and its final evaluation before it is killed.
 STOP_GRACE_SECONDS = 1.5  # seconds
 # On-demand probes that take seconds on a big network: at most one of them waits per run.
@@ -76,6 +81,7 @@ class DeviceWorker:
         self._inbox: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._order: list[Run] = []  # admitted, not ended: the round-robin ring
         self._next = 0  # index in _order of the next run to get a slice
+        self._next_opening = 0  # which of the runs opening now is looked at next (they take turns)
         self._ended: OrderedDict[str, Run] = OrderedDict()  # ended runs kept in memory, oldest first
         self._starting = 0  # runs whose session is being built
         self._last_flush = time.monotonic()
@@ -173,6 +179,13 @@ class DeviceWorker:
         for run in candidates:
             if run.stopping and run.session is not None and run.session.outstanding:
                 return run
+        opening = self._opening(candidates)
+        if opening:
+            self._next_opening = (self._next_opening + 1) % len(opening)
+            run = opening[self._next_opening]
+            if run in self._order:  # the ring goes on after it, as after any turn
+                self._next = self._order.index(run) + 1
+            return run
         n = len(candidates)
         for k in range(n):
             index = (self._next + k) % n
@@ -181,6 +194,12 @@ class DeviceWorker:
                 self._next = index + 1
                 return run
         return None
+
+    @staticmethod
+    def _opening(candidates: list[Run]) -> list[Run]:
+        """Runs whose open is under way and young (OPEN_FIRST_SECONDS): they go first."""
+        return [r for r in candidates if r.state == "starting" and r.session is not None and r.session.outstanding
+                and r.session.busy_seconds < OPEN_FIRST_SECONDS]
 
     def _turn(self, run: Run) -> None:
         """One time slice for ``run``: an ``advance`` if it is running and has nothing else waiting, then a pump.
@@ -198,20 +217,25 @@ class DeviceWorker:
         # a student with 12 runs gets what one with 1 does.
         wanting = Counter(owner_of(r) for r in self._order if self._wants_turn(r, now))
         per_owner = min(self.settings.slice_seconds, self.settings.round_seconds / max(len(wanting), 1))
-        quantum = max(MIN_SLICE_SECONDS, per_owner / max(wanting.get(owner_of(run), 1), 1))
+        # A session whose every slice is a round trip through a cluster asks for longer ones (RaySession).
+        shortest = getattr(session, "min_slice_seconds", MIN_SLICE_SECONDS)
+        quantum = max(shortest, per_owner / max(wanting.get(owner_of(run), 1), 1))
         owed = run.credit + quantum
         budget = max(owed, quantum / 4)
         if run.stopping and run.kill_at is not None:  # finish the stop within the grace, or be killed at its end
             budget = max(budget, run.kill_at - now)
         if run.state == "starting":  # the open builds the run in its process: worth waiting a little for (issue 10)
-            budget = max(budget, OPEN_SLICE_SECONDS)
+            # Several opening at once build side by side (opens are not frozen): look at each in turn, briefly.
+            budget = max(budget, OPEN_SLICE_SECONDS / max(1, len(self._opening(self._order))))
         if not session.outstanding and run.state == "running":
             session.request("advance", {"max_steps": MAX_STEPS_PER_SLICE, "max_seconds": budget, "until_frame": True},
                             lambda reply: self._after_advance(run, reply))
+        opening = run.state == "starting"
         started = time.perf_counter()
         session.pump(budget)
         used = time.perf_counter() - started
-        run.credit = min(quantum, max(-quantum, owed - used))
+        if not opening:  # waiting for a build is not training time: it owes nothing for it
+            run.credit = min(quantum, max(-quantum, owed - used))
 
     def _after_advance(self, run: Run, reply: Reply) -> None:
         if reply.error is not None:

@@ -91,7 +91,7 @@ class FakeSession:
     def done(self) -> bool:
         return self.final is not None
 
-    def start(self) -> list[dict[str, Any]]:
+    def start(self, frames: bool = True) -> list[dict[str, Any]]:
         return [{"type": "summary", "experiment_name": self.experiment.name}, {"type": "status", "state": "running"}]
 
     def _step(self) -> list[dict[str, Any]]:
@@ -112,7 +112,8 @@ class FakeSession:
         self.final = {"type": "final", "steps": self.trainer.step_count, "stop_reason": reason, "message": reason}
         return [self.final, {"type": "status", "state": "finished"}]
 
-    def advance(self, *, max_steps: int, max_seconds: float, until_frame: bool = False) -> list[dict[str, Any]]:
+    def advance(self, *, max_steps: int, max_seconds: float, until_frame: bool = False,
+                cpu_time: bool = False) -> list[dict[str, Any]]:
         FakeSession.calls.append(self.run_id)
         if self.steps_per_s is not None:
             max_steps = min(max_steps, 1)

@@ -148,3 +148,48 @@ def test_the_time_limit_ends_a_run_stuck_in_a_long_step(tmp_path):
             h.close()
 
     asyncio.run(body())
+
+
+def test_a_run_in_a_spare_process_matches_an_in_process_run_and_the_pool_refills(tmp_path):
+    """A run that takes a spare (forked and warmed ahead of need; its spec and shared-memory dataset come
+    through the pipe) ends with the weights of an in-process RunSession; the pool forks another spare once
+    starts have paused."""
+    from server.isolation import spare_children
+
+    pool = spare_children(1)
+    pool.fill()
+    try:
+        deadline = time.monotonic() + 120  # a hang guard: the fork server warms up first
+        while pool.ready < 1:
+            assert time.monotonic() < deadline, "no spare was forked"
+            time.sleep(0.05)
+        spare_pid = pool._spares[0][0].pid  # noqa: SLF001 - which process the run must take
+
+        async def body() -> dict:
+            h = Harness(tmp_path)
+            try:
+                run, box = h.submit(experiment(steps=60))
+                await until(box, of_type("summary"))
+                assert run.session.process.pid == spare_pid  # the run took the spare: no fork for it
+                final = await until(box, of_type("final"))
+                await until(box, of_type("status"))
+                return {"final": final, "weights": load_file(str(h.store.get_run(run.id).weights_path))}
+            finally:
+                h.close()
+
+        got = asyncio.run(body())
+        local = RunSession(experiment(steps=60))
+        local.start()
+        while not local.done:
+            local.advance(max_steps=1000, max_seconds=5.0)
+        for name, tensor in local.trainer.model.state_dict().items():
+            assert torch.allclose(got["weights"][name], tensor, rtol=1e-4, atol=1e-6), name
+        assert got["final"]["steps"] == 60 and abs(got["final"]["val_loss"] - local.final["val_loss"]) < 1e-4
+
+        while pool.ready < 1:  # refilled after a quiet moment
+            assert time.monotonic() < deadline, "the pool did not fork a new spare"
+            time.sleep(0.05)
+        assert pool._spares[0][0].pid != spare_pid  # noqa: SLF001
+    finally:
+        spare_children(0)
+        pool.close()

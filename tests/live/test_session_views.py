@@ -42,6 +42,25 @@ def test_only_the_watched_views_are_computed():
     assert session.trainer.step_count > 0
 
 
+def test_a_quick_open_makes_its_first_metrics_before_any_frame_and_draws_in_the_next_slice():
+    """start(frames=False), as a run's open does when it trains at once: summary, status, then the first steps
+    to the first metrics point with no view computed; the next slice draws every watched view."""
+    session = RunSession(preset("spiral_mlp", epochs=None), device="cpu")
+    session.set_views({"boundary": {}, "layer_stats": {}, "evaluation": {}})
+    opened = session.start(frames=False)
+    assert [m["type"] for m in opened] == ["summary", "status"]
+    first = session.advance(max_steps=session.experiment.train.log_every, max_seconds=5.0)
+    assert [m["type"] for m in first] == ["metrics"], [m["type"] for m in first]
+    assert first[0]["step"] == session.experiment.train.log_every
+    later = session.advance(max_steps=50, max_seconds=5.0)
+    drawn = {m["type"] for m in later}
+    assert {"boundary", "activations", "gradients", "confusion"} <= drawn, drawn
+    # A paused start still shows every view at step 0.
+    paused = RunSession(preset("spiral_mlp", epochs=None), device="cpu")
+    paused.set_views({"boundary": {}})
+    assert [m["type"] for m in paused.start()] == ["summary", "status", "boundary"]
+
+
 def test_frames_follow_wall_time_not_steps_and_each_says_its_rate():
     session = RunSession(preset("playground_spiral", epochs=None), device="cpu")
     session.set_views({"boundary": {}, "layer_stats": {}})

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 
 from server.api.deps import get_scheduler, get_settings
 from server.config import Settings, version
+from server.isolation import spare_children
 from server.scheduler import Scheduler
 
 router = APIRouter(tags=["health"])
@@ -27,4 +28,6 @@ def health(settings: Settings = Depends(get_settings), scheduler: Scheduler = De
         "version": version(),
         "active_runs": counts["active"],
         "queued_runs": counts["queued"],
+        # run processes forked and warmed up ahead of need (server/isolation.py): starts wait for none of them
+        "spare_processes": spare_children().ready if settings.isolation == "process" else 0,
     }
