@@ -1,31 +1,32 @@
-"""Runs on a Ray cluster: the session handle of ``server/isolation.py`` with each run's RunSession in a Ray actor.
+"""Runs on a Ray cluster: the session handle of ``server/isolation.py`` with each run's child process on a Ray node.
 
 When a class outgrows one machine (issue 10), ``isolation = "ray"`` (``dlplay class --ray ADDRESS``) trains
-every run in an actor on a Ray cluster while the web server stays the one place students connect to:
+every run on a Ray cluster while the web server stays the one place students connect to:
+
+``RunHost``
+    One actor per node with CPUs, made when the server connects (``HOSTS``). It imports and warms the engine
+    once and forks each run's child process from a warm fork server on its node, exactly as the server does
+    on one machine (``ProcessSession``): a run starts in tens of milliseconds instead of the seconds a fresh
+    interpreter takes to import torch (with an actor per run, 50 students on 2 cores waited 30 s and more
+    for their first metrics), and each run keeps a process of its own, so ``kill`` ends one run mid-step and
+    no other, a run out of memory fails alone, and the run can be frozen between its slices. The host loads
+    each run's dataset through a cache of its own (shared with the run's child through shared memory), from
+    the experiment, so nodes may be other machines. What only the server's disk has travels with the run:
+    an uploaded dataset's file (written to a private folder on the node for the load, then removed) and
+    ``train.init_from``'s weights (as tensors).
 
 ``RaySession``
     The handle a ``DeviceWorker`` (``server/worker.py``) drives, with the interface of ``ProcessSession``:
-    ``request(op, args, on_reply)`` becomes a call of the run's actor, ``pump(budget)`` waits up to
-    ``budget`` seconds for the oldest answer (``ray.wait``) and hands each finished one to its
-    ``on_reply`` as the same ``Reply``. Ray runs one caller's calls of one actor in the order they were
-    made, so replies come back in order and the run's channel stamps the same sequence numbers as with
-    a child process. The worker's deficit round robin still decides when each run advances (an
-    ``advance`` request is a slice); what Ray cannot do is freeze a remote process, so an operation that
-    overruns its slice finishes on the cluster while the worker serves its other runs. ``kill()`` is
-    ``ray.kill(actor)``: stop and the time limit still end a run mid-step. Failures map onto the same
-    ``RunError`` / ``RunCrashed`` / ``RunOutOfMemory``.
-
-``RunActor``
-    One per run, holding one CPU of the cluster (``RUN_ACTOR_CPUS``: a node started with
-    ``ray start --num-cpus N`` trains N runs at once). It builds the run's dataset itself, through the same
-    code path as a child process (``load_dataset`` from the experiment), not from the server's shared
-    memory, so nodes may be other machines. What only the server's disk has travels with the run: an
-    uploaded dataset's file (written to a private folder on the node for the load, then removed) and
-    ``train.init_from``'s weights (as tensors).
+    ``request(op, args, on_reply)`` becomes a call of the run's host (one at a time, so the run's operations
+    are carried out in order and its channel stamps the same sequence numbers as with a local child),
+    ``pump(budget)`` waits up to ``budget`` seconds for the answer (``ray.wait``), hands it to ``on_reply``
+    as the same ``Reply``, and freezes the run on its node when it overruns its slice (thawed on its next
+    turn). The worker's deficit round robin decides when each run advances, as on one machine.
+    Failures map onto the same ``RunError`` / ``RunCrashed`` / ``RunOutOfMemory``.
 
 Ray is an optional extra (``pip install -e .[cluster]``): nothing here imports it until a Ray run is made,
 and without it the server says how to install it. Every node needs dlplay installed (the same version as
-the server), since actors import ``server.runner`` there. Where the server runs: a ``HOST:PORT`` address
+the server), since hosts import ``server.runner`` there. Where the server runs: a ``HOST:PORT`` address
 (or ``auto``) joins the cluster through a raylet on the server's own machine, so the server's machine must
 be a node (typically the head: ``ray start --head`` there, then ``dlplay class --ray auto``); from any
 other machine use the Ray Client address, ``ray://HEAD:10001``.
@@ -39,7 +40,6 @@ import shutil
 import tempfile
 import threading
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -51,27 +51,37 @@ from server.isolation import (
     RunCrashed,
     RunOutOfMemory,
     RunState,
-    _call,
     _is_out_of_memory,
-    _limit_memory,
-    _open,
     _rebuild_error,
-    _state_of,
-    _weights_of,
 )
 
 log = logging.getLogger("dlplay.ray")
 
 # The namespace dlplay's actors live in on a shared cluster (they are unnamed; it keeps them apart in listings).
 RAY_NAMESPACE = "dlplay"
-# CPUs each run's actor holds on the cluster for its life: one core per run, the share a child process gets
-# on one machine. A finished run kept loaded for probes (max_retained_runs) holds its CPU until released.
-RUN_ACTOR_CPUS = 1
+# Torch threads of each run's child (a run computes on one core, as a child process does on one machine); the
+# server drives one run per cluster CPU at a time (``worker_count``).
+RUN_CPUS = 1
+# Threads of a node's host: each run's call waits for its child on one, besides freeze/thaw and kill calls.
+HOST_THREADS = 512
+# How often (at most) the server looks for nodes that joined the cluster, when it places a run.
+HOST_REFRESH_SECONDS = 10.0  # seconds
+# The shortest time slice a run on the cluster gets (RaySession.min_slice_seconds; one machine's is 0.02 s).
+RAY_MIN_SLICE_SECONDS = 0.1  # seconds
+# A run whose operation is still unanswered this long past its slice is frozen on its node until its next turn
+# (a step longer than a slice). Not sooner: a call's round trip through the cluster (tens of milliseconds on a
+# busy machine, through a Ray Client) would otherwise freeze runs that are merely on their way back.
+FREEZE_AFTER_SECONDS = 0.25  # seconds
+# The round trip a reply is waited for beyond its slice at first; then an average of what replies really took.
+INITIAL_ROUND_TRIP_SECONDS = 0.02  # seconds
+MAX_ROUND_TRIP_SECONDS = 0.25  # seconds: a slower reply is picked up on the run's next turn
+# How long the server waits at start for the hosts to warm up (then it serves anyway; opens wait for them).
+HOST_READY_SECONDS = 120.0  # seconds
 # Worker threads in the server for a Ray cluster, at most: each drives its runs' actors and mostly waits
 # in ray.wait, so one per cluster CPU is cheap, but hundreds of threads would not be.
 MAX_RAY_WORKERS = 64
 # An ``open`` that has waited this long for its actor is most likely waiting for a free CPU on the cluster.
-PLACEMENT_WARNING_SECONDS = 30.0  # seconds (a node's first worker process alone can take 10 s on a busy machine)
+PLACEMENT_WARNING_SECONDS = 30.0  # seconds (a node's host warms up in seconds; on a busy machine, tens)
 
 INSTALL_FIX = "Fix: pip install -e .[cluster] (on the server and on every node of the cluster)"
 
@@ -94,6 +104,24 @@ def import_ray() -> Any:
 _connect_lock = threading.Lock()
 
 
+# Attempts at joining through a Ray Client address: its server starts a process per client, which now and then
+# dies as it starts on a busy machine ("Initialization failure from server"); a second attempt gets a fresh one.
+CLIENT_CONNECT_ATTEMPTS = 3
+
+
+def _init(ray: Any, address: str) -> None:
+    for attempt in range(1, CLIENT_CONNECT_ATTEMPTS + 1):
+        try:
+            # The actors' output stays in the cluster's own logs: errors come back in each run's stream.
+            ray.init(address=address, namespace=RAY_NAMESPACE, ignore_reinit_error=True, log_to_driver=False)
+            return
+        except ConnectionAbortedError as exc:
+            if not address.startswith("ray://") or attempt == CLIENT_CONNECT_ATTEMPTS:
+                raise
+            log.warning("the Ray Client server failed to start this client (%s); trying again", str(exc)[:200])
+            time.sleep(1.0)
+
+
 def connect(address: str | None) -> dict[str, float]:
     """Connect this process to the Ray cluster at ``address`` (once; later calls reuse the connection).
 
@@ -110,14 +138,14 @@ def connect(address: str | None) -> dict[str, float]:
     with _connect_lock:
         if not ray.is_initialized():
             try:
-                # The actors' output stays in the cluster's own logs: errors come back in each run's stream.
-                ray.init(address=address, namespace=RAY_NAMESPACE, ignore_reinit_error=True, log_to_driver=False)
+                _init(ray, address)
             except Exception as exc:  # ConnectionError, or whatever the client raises: all mean "not reachable"
                 raise RayUnavailable(
                     f"could not connect to the Ray cluster at {address!r}: {type(exc).__name__}: {exc}. Fix: check "
                     "that the cluster is running (`ray status` on its head) and that this machine can reach it"
                 ) from None
-        return dict(ray.cluster_resources())
+    HOSTS.refresh()  # every node's host starts warming up now, before the first run needs it
+    return dict(ray.cluster_resources())
 
 
 def disconnect() -> None:
@@ -127,6 +155,7 @@ def disconnect() -> None:
     except ImportError:
         return
     with _connect_lock:
+        HOSTS.clear()
         if ray.is_initialized():
             ray.shutdown()
 
@@ -139,7 +168,7 @@ def worker_count(max_active_runs: int) -> int:
     """
     ray = import_ray()
     cpus = float(ray.cluster_resources().get("CPU", 0.0))
-    runs_at_once = int(cpus // RUN_ACTOR_CPUS)
+    runs_at_once = int(cpus // RUN_CPUS)
     return max(1, min(runs_at_once, max_active_runs, MAX_RAY_WORKERS))
 
 
@@ -170,6 +199,8 @@ def describe_error(exc: BaseException, op: str) -> tuple[str, str, str]:
     """
     if _is_out_of_memory(exc):
         return ("oom", "out_of_memory", str(exc) or type(exc).__name__)
+    if isinstance(exc, RunCrashed):  # the run's process on the node ended (killed, or a crash in native code)
+        return ("crash", "run_crashed", f"{exc} (on its Ray node)")
     if isinstance(exc, ValueError):
         # A document the run cannot be built from, or a command's value the session refuses (a set lr).
         return ("value", getattr(exc, "code", "invalid_experiment" if op == "open" else "bad_arguments"), str(exc))
@@ -178,89 +209,255 @@ def describe_error(exc: BaseException, op: str) -> tuple[str, str, str]:
     return ("error", type(exc).__name__, str(exc))
 
 
-class RunActor:
-    """One run's RunSession on a Ray node: carries out one operation per call, like a run's child process.
+class RunHost:
+    """The runs on one Ray node: each in a child process forked from a warm fork server on the node.
 
-    Ray makes it an actor (``ray.remote``, in ``_actor_class``); as a plain class it is what tests of its
-    logic can call directly.
+    One host per node (``RunHosts``), made when the server connects, so the engine's import and warm-up
+    (seconds of CPU) happen once per node, not once per run: a run then starts in tens of milliseconds,
+    as a child process does on one machine, and a class of 50 pressing Train at once does not wait for
+    50 Python interpreters to import torch. Each run keeps a process of its own, so everything
+    ``ProcessSession`` gives a run holds here too: ``kill`` ends one run mid-step and no other, a run that
+    runs out of memory fails alone (its child's address-space limit), and the server's worker keeps it to
+    its slices by freezing and thawing it (``set_frozen``).
+
+    Ray makes it a threaded actor (``_host_class``): each call waits for its run's child on a thread of its
+    own, so the node's runs compute side by side. The server sends one operation per run at a time
+    (``RaySession``), so a run's operations are carried out in the order they were made. As a plain class it
+    is what tests of its logic call directly, without Ray.
     """
 
-    def __init__(self, spec: RaySpec) -> None:
-        import torch
+    def __init__(self) -> None:
+        from server.config import CLASS_SPARE_RUN_PROCESSES, Settings
+        from server.data_cache import DatasetCache
+        from server.isolation import spare_children, start_fork_server
 
-        torch.set_num_threads(max(1, spec.threads))
-        self.spec = spec
-        self.session: Any = None
-        self.weights_sent = False
-        # The limit is set after the engine is imported, so it bounds what the run allocates, not the engine.
-        _limit_memory(spec.memory_limit_bytes)
+        settings = Settings()
+        # The node's datasets, shared with its runs' children through shared memory, as the server's cache does.
+        self._datasets = DatasetCache(settings.dataset_cache_budget, large_bytes=settings.dataset_large_bytes,
+                                      wait_seconds=settings.dataset_wait_seconds)
+        self._runs: dict[str, Any] = {}  # run id -> its ProcessSession
+        self._generations: dict[str, int] = {}  # run id -> the newest freeze/thaw applied (they may arrive out of order)
+        self._lock = threading.Lock()
+        self.niceness = _normal_priority()  # before the fork server starts: its children inherit it
+        self.warm_up_seconds = start_fork_server()
+        # Run processes forked and warmed ahead of need on this node, as the server keeps them for a class.
+        spares = settings.spare_run_processes
+        spare_children(spares if spares is not None else min(CLASS_SPARE_RUN_PROCESSES, 8 * (os.cpu_count() or 1))).fill()
 
-    def call(self, op: str, args: dict[str, Any]) -> tuple[list[dict[str, Any]], tuple[str, str, str] | None,
-                                                         RunState, dict[str, Any] | None]:
-        """Carry out ``op``; returns ``(messages, error, state, weights)`` as a child process replies.
+    def ready(self) -> dict[str, Any]:
+        """This host's node, process, niceness and warm-up time, once its fork server is up (callers wait on it)."""
+        return {"node_id": _node_id(), "pid": os.getpid(), "warm_up_seconds": self.warm_up_seconds,
+                "niceness": self.niceness}
 
-        ``state.next_step_at`` is sent as seconds from now (clocks of two machines do not compare);
-        ``RaySession`` turns it back into a time on the server's clock.
+    def open(self, spec: RaySpec, args: dict[str, Any]) -> tuple[list[dict[str, Any]], tuple[str, str, str] | None,
+                                                                 RunState, dict[str, Any] | None]:
+        """Load the run's data (the node's cache), fork its child and open it; replies as ``call`` does.
+
+        An uploaded dataset's file lies in a private folder only while its data loads.
         """
-        messages: list[dict[str, Any]] = []
-        error: tuple[str, str, str] | None = None
-        try:
-            if op == "open":
-                messages = self._open(args)
-            elif self.session is None:
-                raise RunCrashed("this run's model is not loaded")
-            else:
-                messages = _call(self.session, op, args)
-        except BaseException as exc:  # noqa: BLE001 - every failure is reported to the worker, which ends the run
-            error = describe_error(exc, op)
-            if error[0] == "error":
-                traceback.print_exc()  # an unexpected one: its traceback goes to the node's worker log
-        state = _state_of(self.session) if self.session is not None else RunState()
-        wait = max(0.0, state.next_step_at - time.monotonic()) if state.next_step_at else 0.0
-        state = replace(state, next_step_at=wait)
-        weights = None
-        if self.session is not None and state.done and not self.weights_sent and error is None:
-            weights = _weights_of(self.session)
-            self.weights_sent = True
-        return messages, error, state, weights
+        from server.isolation import ChildSpec, ProcessSession
 
-    def _open(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        """Build the session; an uploaded dataset's file lies in a private folder only while the data loads."""
-        spec = self.spec
         folder = tempfile.mkdtemp(prefix=f"dlplay-{spec.run_id}-") if spec.files is not None else None
         try:
             kwargs = dict(spec.kwargs)
             if folder is not None:
                 for name, data in (spec.files or {}).items():
                     Path(folder, name).write_bytes(data)
-                kwargs["uploads_dir"] = Path(folder)
-            self.session, messages = _open(spec.factory, spec.experiment, kwargs, **args)
+            kwargs["dataset"] = self._datasets.get(spec.experiment.data, Path(folder) if folder else None)
+            session = ProcessSession(ChildSpec(run_id=spec.run_id, factory=spec.factory, experiment=spec.experiment,
+                                               kwargs=kwargs, threads=spec.threads,
+                                               memory_limit_bytes=spec.memory_limit_bytes))
+        except BaseException as exc:  # noqa: BLE001 - the run fails with what went wrong, the host goes on
+            return [], describe_error(exc, "open"), RunState(), None
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
-        spec.files = None  # loaded: the bytes are not needed again
-        return messages
+        with self._lock:
+            self._runs[spec.run_id] = session
+        return self.call(spec.run_id, "open", args)
 
-    def where(self) -> dict[str, Any]:
-        """Which node and process host this run (for logs and tests)."""
+    def call(self, run_id: str, op: str, args: dict[str, Any]) -> tuple[list[dict[str, Any]],
+                                                                         tuple[str, str, str] | None,
+                                                                         RunState, dict[str, Any] | None]:
+        """Carry out ``op`` in the run's child; returns ``(messages, error, state, weights)`` as a child replies.
+
+        ``state.next_step_at`` is sent as seconds from now (clocks of two machines do not compare);
+        ``RaySession`` turns it back into a time on the server's clock.
+        """
+        session = self._runs.get(run_id)
+        if session is None:
+            return [], ("crash", "run_crashed", "this run's process on its Ray node has ended"), RunState(), None
+        reply = session.call(op, args)
+        error = describe_error(reply.error, op) if reply.error is not None else None
+        state = session.state
+        wait = max(0.0, state.next_step_at - time.monotonic()) if state.next_step_at else 0.0
+        if not session.alive:
+            self._forget(run_id)
+        return reply.messages, error, replace(state, next_step_at=wait), reply.weights
+
+    def set_frozen(self, run_id: str, generation: int, frozen: bool) -> None:
+        """Freeze (SIGSTOP) or thaw the run's child; a request older than one already applied is ignored."""
+        with self._lock:
+            session = self._runs.get(run_id)
+            if session is None or generation <= self._generations.get(run_id, -1):
+                return
+            self._generations[run_id] = generation
+            session.freeze() if frozen else session.thaw()
+
+    def kill(self, run_id: str) -> None:
+        """End the run's child now, even mid-step (SIGKILL); its call, if one waits, answers that it ended."""
+        session = self._forget(run_id)
+        if session is not None:
+            session.kill()
+
+    def where(self, run_id: str) -> dict[str, Any]:
+        """The node and the process the run computes in (``pid`` None once it has ended)."""
+        session = self._runs.get(run_id)
+        return {"node_id": _node_id(), "pid": session.process.pid if session is not None else None,
+                "host_pid": os.getpid()}
+
+    def run_count(self) -> int:
+        return len(self._runs)
+
+    def close(self) -> None:
+        """Kill every run's process (a host that ends takes its runs with it; this does it at once)."""
+        for run_id in list(self._runs):
+            self.kill(run_id)
+
+    def _forget(self, run_id: str) -> Any:
+        with self._lock:
+            self._generations.pop(run_id, None)
+            return self._runs.pop(run_id, None)
+
+
+def _normal_priority() -> int:
+    """Run at the normal priority if this process may; returns the niceness it runs at.
+
+    Ray starts its worker processes at niceness 15 (``RAY_worker_niceness``), meant for background tasks:
+    a node's runs would then get only what every other process there leaves them (on a 2-core machine shared
+    with the web server, a tenth of the steps). Lowering it back needs the right to (root, CAP_SYS_NICE);
+    without it the host says how to start the nodes instead.
+    """
+    niceness = os.getpriority(os.PRIO_PROCESS, 0)
+    if niceness > 0:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+            niceness = 0
+        except OSError:
+            log.warning("this node's runs train at niceness %d (Ray's default for its workers), behind every other "
+                        "process on the node. Fix: start the node with RAY_worker_niceness=0 in its environment "
+                        "(RAY_worker_niceness=0 ray start ...)", niceness)
+    return niceness
+
+
+def _node_id() -> str | None:
+    """The Ray node this process is on (None outside Ray: a host's logic tested without a cluster)."""
+    try:
         import ray
 
-        return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except ImportError:
+        return None
 
 
-_actor_class_lock = threading.Lock()
-_actor_class_cache: Any = None
+_host_class_lock = threading.Lock()
+_host_class_cache: Any = None
 
 
-def _actor_class() -> Any:
-    """``RunActor`` as a Ray actor class (made once, on first use: importing this module needs no Ray)."""
-    global _actor_class_cache
-    with _actor_class_lock:
-        if _actor_class_cache is None:
+def _host_class() -> Any:
+    """``RunHost`` as a Ray actor class (made once, on first use: importing this module needs no Ray).
+
+    It holds no CPU of its own (``num_cpus=0``): its runs' children compute, as many at once as the server's
+    workers drive (``worker_count``: one per cluster CPU).
+    """
+    global _host_class_cache
+    with _host_class_lock:
+        if _host_class_cache is None:
             ray = import_ray()
-            # No restarts and no retries: a run that died has lost its model; it fails, and says why.
-            _actor_class_cache = ray.remote(num_cpus=RUN_ACTOR_CPUS, max_restarts=0, max_task_retries=0)(RunActor)
-        return _actor_class_cache
+            # No restarts: a host that died took its runs' models with it; they fail, and say why.
+            _host_class_cache = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0,
+                                           max_concurrency=HOST_THREADS)(RunHost)
+        return _host_class_cache
+
+
+@dataclass
+class HostRecord:
+    """The server's note of one node's host: its actor, the node's CPUs and how many runs it has now."""
+
+    node_id: str
+    cpus: float
+    actor: Any
+    runs: int = 0
+    ready: Any = None  # the ObjectRef of its ready() call
+
+
+class RunHosts:
+    """The hosts of the cluster's nodes, seen from the server: made when it connects, one per node with CPUs,
+    again for a node that joins later (looked at every ``HOST_REFRESH_SECONDS`` when a run is placed).
+
+    ``place`` gives a new run the host whose node has the most CPUs per run it already trains.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hosts: dict[str, HostRecord] = {}
+        self._looked_at = -float("inf")
+
+    def refresh(self) -> list[HostRecord]:
+        """Make a host on every live node with CPUs that has none; drop the hosts of nodes that left."""
+        ray = import_ray()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        nodes = {n["NodeID"]: float(n.get("Resources", {}).get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")}
+        with self._lock:
+            for node_id in list(self._hosts):
+                if node_id not in nodes:
+                    del self._hosts[node_id]
+            for node_id, cpus in nodes.items():
+                if cpus > 0 and node_id not in self._hosts:
+                    actor = _host_class().options(
+                        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)).remote()
+                    self._hosts[node_id] = HostRecord(node_id, cpus, actor, ready=actor.ready.remote())
+            self._looked_at = time.monotonic()
+            return list(self._hosts.values())
+
+    def place(self) -> HostRecord:
+        """The host for a new run (its count goes up; ``release`` when the run ends)."""
+        if time.monotonic() - self._looked_at > HOST_REFRESH_SECONDS or not self._hosts:
+            self.refresh()
+        with self._lock:
+            if not self._hosts:
+                raise RayUnavailable("the Ray cluster has no node with CPUs to train on. Fix: start worker nodes "
+                                     "(`ray start --address HEAD:6379 --num-cpus N`) or give the head CPUs")
+            host = min(self._hosts.values(), key=lambda h: (h.runs + 1) / h.cpus)
+            host.runs += 1
+            return host
+
+    def release(self, host: HostRecord) -> None:
+        with self._lock:
+            host.runs = max(0, host.runs - 1)
+
+    def lost(self, host: HostRecord) -> None:
+        """The host's actor died (its node went down, or it was killed): a fresh one is made at the next look."""
+        with self._lock:
+            if self._hosts.get(host.node_id) is host:
+                del self._hosts[host.node_id]
+                self._looked_at = -float("inf")
+
+    def wait_ready(self, timeout: float) -> list[dict[str, Any]]:
+        """Wait until every host has warmed up; returns their ``ready()`` answers (node, pid, seconds)."""
+        ray = import_ray()
+        with self._lock:
+            refs = [h.ready for h in self._hosts.values()]
+        return ray.get(refs, timeout=timeout) if refs else []
+
+    def clear(self) -> None:
+        with self._lock:
+            self._hosts.clear()
+            self._looked_at = -float("inf")
+
+
+HOSTS = RunHosts()
 
 
 def spec_for_run(run_id: str, factory: Callable[..., Any], experiment: Any, kwargs: dict[str, Any], *,
@@ -293,7 +490,7 @@ def spec_for_run(run_id: str, factory: Callable[..., Any], experiment: Any, kwar
         from safetensors.torch import load_file
 
         kwargs["init_weights"] = load_file(str(init_weights))
-    return RaySpec(run_id=run_id, factory=factory, experiment=experiment, kwargs=kwargs, threads=RUN_ACTOR_CPUS,
+    return RaySpec(run_id=run_id, factory=factory, experiment=experiment, kwargs=kwargs, threads=RUN_CPUS,
                    memory_limit_bytes=memory_limit_bytes, files=files)
 
 
@@ -303,7 +500,7 @@ def spec_for_run(run_id: str, factory: Callable[..., Any], experiment: Any, kwar
 
 
 def _lost_reason(exc: BaseException) -> tuple[type[BaseException], str]:
-    """What a Ray error about the run's actor means for the run: its error type and a message.
+    """What a Ray error about the run's host means for the run: its error type and a message.
 
     Ray's own texts are long (ids, addresses, causes it cannot tell apart); the run's stream gets one line.
     """
@@ -311,32 +508,47 @@ def _lost_reason(exc: BaseException) -> tuple[type[BaseException], str]:
     lines = text.strip().splitlines()
     first = lines[0].strip() if lines else type(exc).__name__
     if "NODE_OUT_OF_MEMORY" in text or "low on memory" in text:  # Ray's memory monitor ended the worker
-        return RunOutOfMemory, "the run's Ray worker was ended by Ray's memory monitor: its node ran low on memory"
+        return RunOutOfMemory, "the run's Ray node host was ended by Ray's memory monitor: its node ran low on memory"
     if "No module named" in text or "ModuleNotFoundError" in text:
-        return RunCrashed, f"the run's Ray actor could not start on its node: {first}. {INSTALL_FIX}"
+        return RunCrashed, f"the run's Ray node host could not start: {first}. {INSTALL_FIX}"
     if "worker process has died" in text:
-        return RunCrashed, ("the run's Ray actor died with its worker process (killed from outside, the kernel's "
-                            "out-of-memory killer, or a crash in native code); its node's Ray logs say which")
-    return RunCrashed, f"the run's Ray actor ended unexpectedly ({type(exc).__name__}): {first}"
+        return RunCrashed, ("the run's Ray node host died with its worker process (its node went down, killed from "
+                            "outside, or the kernel's out-of-memory killer); its node's Ray logs say which")
+    return RunCrashed, f"the run's Ray node host ended unexpectedly ({type(exc).__name__}): {first}"
 
 
 class RaySession:
-    """A run whose session lives in a Ray actor; see the module docstring. Made on a worker's starter thread."""
+    """A run whose child process lives on a Ray node, under that node's ``RunHost``; see the module docstring.
+
+    Made on a worker's starter thread. One operation is with the host at a time (the next is sent when
+    its reply comes), so a run's operations are carried out in order on the host's threads.
+    """
+
+    # Every slice is a call through the cluster (and, from a Ray Client, through its proxy): a few milliseconds
+    # of work per slice would spend more CPU on the calls than on training. The worker gives longer slices.
+    min_slice_seconds = RAY_MIN_SLICE_SECONDS
 
     def __init__(self, spec: RaySpec) -> None:
         self._ray = import_ray()
         self.run_id = spec.run_id
-        # Creating the actor does not wait: the cluster places it while the run's open is already queued.
-        self.actor = _actor_class().remote(spec)
+        self._spec: RaySpec | None = spec  # sent with the open, then dropped
+        self._host = HOSTS.place()
         self.state = RunState()
-        self._sent: deque[tuple[Any, str, Callable[[Reply], None]]] = deque()  # sent, not yet answered
-        self._busy_since: float | None = None  # when the oldest unanswered operation was sent
+        self._waiting: deque[tuple[str, dict[str, Any], Callable[[Reply], None]]] = deque()  # not sent yet
+        self._in_flight: tuple[Any, str, Callable[[Reply], None]] | None = None
+        self._sent_at = 0.0  # time.monotonic() when the operation in flight was sent
+        self._sent_slice = 0.0  # the seconds of work it asked for (an advance's max_seconds; 0 for the others)
+        self._round_trip = INITIAL_ROUND_TRIP_SECONDS  # what a reply takes beyond its work, on average
+        self._busy_since: float | None = None  # when the oldest unanswered operation was asked for
+        self._frozen = False
+        self._generation = 0  # of freeze/thaw requests, so the host applies only the newest
         self._placement_warned = False
         self._dead = False
+        self._released = False
 
     @property
     def outstanding(self) -> int:
-        return len(self._sent)
+        return len(self._waiting) + (self._in_flight is not None)
 
     @property
     def alive(self) -> bool:
@@ -344,86 +556,137 @@ class RaySession:
 
     @property
     def busy_seconds(self) -> float:
-        """How long the oldest unanswered operation has been in the actor's hands (0 when none)."""
+        """How long the oldest unanswered operation has waited (0 when none)."""
         return 0.0 if self._busy_since is None else time.monotonic() - self._busy_since
 
     def request(self, op: str, args: dict[str, Any], on_reply: Callable[[Reply], None]) -> None:
-        """Call the actor now (it carries out one call at a time, in the order they were made)."""
+        """Queue an operation; it goes to the host when the ones before it have been answered."""
         if self._dead:
-            on_reply(Reply(op, error=RunCrashed("this run's Ray actor has ended")))
+            on_reply(Reply(op, error=RunCrashed("this run's process on its Ray node has ended")))
             return
-        try:
-            ref = self.actor.call.remote(op, args)
-        except Exception as exc:  # the connection to the cluster is gone
-            self._lost(RunCrashed, f"could not reach the run's Ray actor ({type(exc).__name__}: {exc})")
-            on_reply(Reply(op, error=RunCrashed("this run's Ray actor has ended")))
-            return
-        if not self._sent:
+        if self._busy_since is None:
             self._busy_since = time.monotonic()
-        self._sent.append((ref, op, on_reply))
+        self._waiting.append((op, args, on_reply))
+        if self._in_flight is None:
+            self._send_next()
+
+    def _send_next(self) -> None:
+        op, args, on_reply = self._waiting.popleft()
+        actor = self._host.actor
+        try:
+            if op == "open":
+                ref = actor.open.remote(self._spec, args)
+                self._spec = None
+            else:
+                ref = actor.call.remote(self.run_id, op, args)
+        except Exception as exc:  # the connection to the cluster is gone
+            self._waiting.appendleft((op, args, on_reply))
+            self._lost(RunCrashed, f"could not reach the run's Ray node ({type(exc).__name__}: {exc})")
+            return
+        self._in_flight = (ref, op, on_reply)
+        self._sent_at = time.monotonic()
+        self._sent_slice = float(args.get("max_seconds", 0.0)) if op == "advance" else 0.0
 
     def pump(self, budget: float) -> None:
-        """Wait up to ``budget`` (+ a small grace) seconds for answers, in order; hand each to its ``on_reply``."""
-        if self._dead or not self._sent:
+        """Let the run work for up to ``budget`` (+ a small grace) seconds and hand each answer to its ``on_reply``,
+        in order; a run still busy at the end is frozen on its node until its next turn (not while it opens)."""
+        if self._dead or self._in_flight is None:
             return
-        deadline = time.monotonic() + budget + PREEMPT_GRACE_SECONDS
-        while self._sent:
-            ref, op, on_reply = self._sent[0]
+        if self._frozen:
+            self._set_frozen(False)
+        # The reply of a slice comes a round trip after its work: waited for, it is handled in this turn, not the
+        # run's next one (a round later: runs would work every other round).
+        deadline = time.monotonic() + budget + PREEMPT_GRACE_SECONDS + self._round_trip
+        while self._in_flight is not None:
+            ref, op, on_reply = self._in_flight
             remaining = max(0.0, deadline - time.monotonic())
             ready, _ = self._ray.wait([ref], num_returns=1, timeout=remaining)
             if not ready:
+                overdue = time.monotonic() - self._sent_at - self._sent_slice
+                if op != "open" and overdue > FREEZE_AFTER_SECONDS + budget:
+                    self._set_frozen(True)
                 self._warn_if_unplaced(op)
                 return
-            self._sent.popleft()
-            self._busy_since = time.monotonic() if self._sent else None
+            self._in_flight = None
+            took = time.monotonic() - self._sent_at - self._sent_slice
+            self._round_trip = min(MAX_ROUND_TRIP_SECONDS, 0.8 * self._round_trip + 0.2 * max(0.0, took))
             try:
                 messages, error, state, weights = self._ray.get(ref)
             except self._ray.exceptions.RayError as exc:
-                on_reply_error, reason = _lost_reason(exc)
-                self._sent.appendleft((ref, op, on_reply))  # failed with the others, in order
-                self._lost(on_reply_error, reason)
+                error_type, reason = _lost_reason(exc)
+                self._waiting.appendleft((op, {}, on_reply))  # failed with the others, in order
+                HOSTS.lost(self._host)
+                self._lost(error_type, reason)
                 return
+            if self._waiting:
+                self._send_next()
+            else:
+                self._busy_since = None
             wait = state.next_step_at
             self.state = replace(state, next_step_at=time.monotonic() + wait if wait > 0 else 0.0)
+            if error is not None and error[1] == "run_crashed":
+                self._dead = True
             on_reply(Reply(op, messages=messages, error=_rebuild_error(error) if error else None, weights=weights))
+            if self._dead:
+                self._lost(RunCrashed, "this run's process on its Ray node has ended")
+                return
             if time.monotonic() >= deadline:
                 break
 
+    def _set_frozen(self, frozen: bool) -> None:
+        self._generation += 1
+        self._frozen = frozen
+        try:
+            self._host.actor.set_frozen.remote(self.run_id, self._generation, frozen)
+        except Exception as exc:  # the cluster is gone: the next call says so
+            log.debug("run %s: could not %s it: %s", self.run_id, "freeze" if frozen else "thaw", exc)
+
     def _warn_if_unplaced(self, op: str) -> None:
-        """Say once in the log when a run's first operation waits long: the cluster has no CPU free for it."""
+        """Say once in the log when a run's open waits long: its node's host is not up (yet)."""
         if op == "open" and not self._placement_warned and self.busy_seconds > PLACEMENT_WARNING_SECONDS:
             self._placement_warned = True
-            log.warning("run %s has waited %.0f s for its Ray actor: every CPU of the cluster may be held by other "
-                        "runs (each holds %d). Fix: add nodes or CPUs, or lower max_active_runs", self.run_id,
-                        self.busy_seconds, RUN_ACTOR_CPUS)
+            log.warning("run %s has waited %.0f s for its Ray node %s: its host is not up. Fix: check the node "
+                        "(`ray status`) and that dlplay is installed there", self.run_id, self.busy_seconds,
+                        self._host.node_id)
 
     def _lost(self, error_type: type[BaseException], reason: str) -> None:
-        """The actor is gone: fail every unanswered operation with ``reason``."""
+        """The run's process (or its node) is gone: fail every unanswered operation with ``reason``."""
         self._dead = True
-        pending, self._sent = list(self._sent), deque()
+        pending = ([self._in_flight[1:]] if self._in_flight is not None else []) + [(op, cb) for op, _, cb in self._waiting]
+        self._in_flight = None
+        self._waiting.clear()
         self._busy_since = None
-        for _, op, on_reply in pending:
+        self._release()
+        for op, on_reply in pending:
             on_reply(Reply(op, error=error_type(reason)))
 
     def where(self, timeout: float = 60.0) -> dict[str, Any]:
-        """The node and process that host this run (``{"node_id": ..., "pid": ...}``); waits for the actor."""
-        return self._ray.get(self.actor.where.remote(), timeout=timeout)
+        """The node and the process that train this run (``{"node_id", "pid", "host_pid"}``); waits for its open
+        to reach the host."""
+        return self._ray.get(self._host.actor.where.remote(self.run_id), timeout=timeout)
 
     def kill(self) -> None:
-        """End the actor now, even mid-step; unanswered operations are dropped."""
+        """End the run's process now, even mid-step; unanswered operations are dropped."""
         if not self._dead:
             self._dead = True
             try:
-                self._ray.kill(self.actor, no_restart=True)
-            except Exception as exc:  # already gone, or the cluster with it
-                log.debug("run %s: ray.kill failed: %s", self.run_id, exc)
-        self._sent.clear()
+                self._host.actor.kill.remote(self.run_id)
+            except Exception as exc:  # the host is already gone, or the cluster with it
+                log.debug("run %s: kill failed: %s", self.run_id, exc)
+        self._in_flight = None
+        self._waiting.clear()
         self._busy_since = None
+        self._release()
 
     def close(self) -> None:
-        """Release the run: its actor is killed (that frees its CPU and memory at once; there is nothing to flush)."""
+        """Release the run: its process is killed (that frees its memory at once; there is nothing to flush)."""
         self.kill()
 
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            HOSTS.release(self._host)
 
-__all__ = ["RAY_NAMESPACE", "RUN_ACTOR_CPUS", "RayUnavailable", "RaySession", "RaySpec", "RunActor", "connect",
-           "disconnect", "import_ray", "spec_for_run", "worker_count"]
+
+__all__ = ["HOSTS", "RAY_NAMESPACE", "RUN_CPUS", "RayUnavailable", "RaySession", "RaySpec", "RunHost",
+           "RunHosts", "connect", "disconnect", "import_ray", "spec_for_run", "worker_count"]

@@ -82,6 +82,8 @@ def local_ray_cluster(worker_nodes: int = 2, cpus_per_node: int = 2) -> Iterator
     env.update({
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",  # SIGTERM ends a node at once (the default drains for 30 s)
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Workers at the normal priority: Ray's default (15) puts the runs behind every other process here.
+        "RAY_worker_niceness": "0",
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests" / "api"), env.get("PYTHONPATH", "")]),
     })
     gcs_port, client_port = _free_port(), _free_port()
