@@ -59,6 +59,7 @@ from bench.bench_server import free_port, percentile, rss_mib  # noqa: E402
 START_GUARD = 180.0  # seconds to wait for the server to come up (a hang guard)
 RECV_GUARD = 120.0  # seconds without any message before a client gives up (a hang guard)
 MEMORY_SAMPLE_SECONDS = 10.0  # how often the server's memory is sampled
+SPARES_STEADY_SECONDS = 2.0  # the server is warm when its count of spare run processes has not moved for this long
 RAMP_UP_SECONDS = 20.0  # memory is compared from the first sample after this (every first run started by then)
 
 # The two presets the class trains: small, as in a first lesson. Steps per run: a run lasts
@@ -128,6 +129,8 @@ class Outcome:
     memory: list[tuple[float, float, float]]  # (seconds since the class started, tree PSS MiB, server RSS MiB)
     health: dict[str, Any]
     cpu: dict[str, Any]  # CPU seconds: server_start/server_end, children_start/children_now (pid -> s), wall
+    spares: int = 0  # spare run processes the server had ready when the class started
+
 
 
 # ---------------------------------------------------------------------------
@@ -156,27 +159,45 @@ def open_class(data_dir: Path) -> tuple[str, str]:
     return classroom.code, classroom.teacher_key
 
 
-def start_class_server(data_dir: Path, port: int, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str, str]:
-    """A server with a class open on 127.0.0.1:``port``; returns (process, join code, teacher key)."""
+def start_class_server(data_dir: Path, port: int, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str, str, int]:
+    """A server with a class open on 127.0.0.1:``port``, warm; returns (process, join code, teacher key, its spare
+    run processes)."""
     code, key = open_class(data_dir)
     env = {**os.environ, "DLPLAY_DATA_DIR": str(data_dir), **env_extra}
-    process = subprocess.Popen(
-        [sys.executable, "-c", f"from server.app import serve; serve('127.0.0.1', {port}, False)"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    log_path = data_dir / "server.log"
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-c", f"from server.app import serve; serve('127.0.0.1', {port}, False)"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + START_GUARD
     while True:
         if process.poll() is not None:
-            raise SystemExit("the class server exited during startup")
+            raise SystemExit(f"the class server exited during startup:\n{log_path.read_text()[-3000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).status_code == 200:
-                return process, code, key
+                return process, code, key, wait_until_warm(port)
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
             process.kill()
             raise SystemExit("the class server did not come up")
         time.sleep(0.2)
+
+
+def wait_until_warm(port: int) -> int:
+    """Wait until the server's spare run processes stop growing (it forks and warms them at start, as a class's
+    server has long done by the time 50 students have typed the code): the bench measures a warm server."""
+    last, steady_since = -1, time.monotonic()
+    deadline = time.monotonic() + START_GUARD
+    while time.monotonic() < deadline:
+        ready = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).json().get("spare_processes", 0)
+        if ready != last:
+            last, steady_since = ready, time.monotonic()
+        elif time.monotonic() - steady_since > SPARES_STEADY_SECONDS:
+            return ready
+        time.sleep(0.2)
+    return last
 
 
 # ---------------------------------------------------------------------------
@@ -350,7 +371,7 @@ def measure(label: str, students: int, seconds: float, env_extra: dict[str, str]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="dlplay-bench-class-") as tmp:
-        process, code, key = start_class_server(Path(tmp), port, env_extra)
+        process, code, key, spares = start_class_server(Path(tmp), port, env_extra)
         try:
             results, taught, memory, wall, cpu = asyncio.run(
                 run_class(base, process.pid, code, key, students, seconds, watch))
@@ -361,7 +382,7 @@ def measure(label: str, students: int, seconds: float, env_extra: dict[str, str]
                 process.wait(60)
             except subprocess.TimeoutExpired:
                 process.kill()
-    return Outcome(label, results, taught, wall, memory, health, cpu)
+    return Outcome(label, results, taught, wall, memory, health, cpu, spares)
 
 
 # ---------------------------------------------------------------------------
@@ -412,6 +433,7 @@ def figures(outcome: Outcome) -> dict[str, str]:
         "CPU, server process / runs (cores)": cpu_text(outcome.cpu),
         "machine load average start -> end": f"{outcome.cpu.get('load_start', 0):.1f} -> "
                                              f"{outcome.cpu.get('load_end', 0):.1f}",
+        "spare run processes ready at the start": f"{outcome.spares}",
         "errors": f"{len(errors)}" + (f": {errors[:2]}" if errors else ""),
     })
     return rows
@@ -462,7 +484,7 @@ def main() -> None:
         outcomes.append(measure("local processes", args.students, args.seconds, {"DLPLAY_ISOLATION": "process"},
                                 not args.no_views))
     if args.compare or args.isolation == "ray":
-        with _ray_cluster(args.ray_address, args.students) as address:
+        with _ray_cluster(args.ray_address) as address:
             outcomes.append(measure(f"ray {'local cluster' if args.ray_address is None else address}", args.students,
                                     args.seconds, {"DLPLAY_ISOLATION": "ray", "DLPLAY_RAY_ADDRESS": address},
                                     not args.no_views))
@@ -470,18 +492,18 @@ def main() -> None:
 
 
 @contextlib.contextmanager
-def _ray_cluster(address: str | None, students: int):
+def _ray_cluster(address: str | None):
     """The Ray cluster's address: ``address`` as given, or a local cluster started here for the bench (a head
-    and two worker nodes on this machine, tests/cluster/local_ray_cluster.py) and torn down after it. Each
-    worker node offers enough logical CPUs for every student's run (one actor each) to be placed at once: the
-    bench measures how the machine shares its real cores, not a queue for logical ones."""
+    and two worker nodes on this machine, tests/cluster/local_ray_cluster.py) and torn down after it. The
+    worker nodes split this machine's cores between them (1 each on 2 cores): the server drives one run per
+    cluster CPU at a time, as it drives one per core with local processes, so the two compare like for like."""
     if address is not None:
         yield address
         return
     sys.path.insert(0, str(ROOT / "tests" / "cluster"))
     from local_ray_cluster import local_ray_cluster  # noqa: E402 - needs the [cluster] extra
 
-    with local_ray_cluster(worker_nodes=2, cpus_per_node=max(2, (students + 1) // 2 + 2)) as cluster:
+    with local_ray_cluster(worker_nodes=2, cpus_per_node=max(1, (os.cpu_count() or 2) // 2)) as cluster:
         # ray:// (the client server on the head): the server process is not on the nodes' loopback address
         yield cluster.client_address
 
