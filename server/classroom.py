@@ -611,6 +611,11 @@ class ClassroomService:
                 within_budget = params <= challenge["param_budget"]
         return StartCheck(params=params, step_macs=step_macs, within_budget=within_budget)
 
+    def runs_left(self, member: Member) -> int:
+        """How many more runs ``member`` may have at once: the class's quota less those training or waiting."""
+        classroom = self._require_open()
+        return max(0, classroom.quotas["max_active_runs"] - self._active_runs(member.id))
+
     def _active_runs(self, member_id: str) -> int:
         scheduler = self._scheduler
         if scheduler is None:

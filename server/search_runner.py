@@ -28,7 +28,7 @@ import math
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -192,6 +192,8 @@ class SearchRunner:
     scheduler: Any  # server.scheduler.Scheduler (only its public methods are used)
     parallel: int  # trials in flight at once
     client_ip: str | None = None  # the address that started it: its trials count against that address's run limit
+    owner: str | None = None  # a class member's id: their trials take the student's fair share (scheduler.owner_of)
+    on_trial_started: Callable[[str], None] | None = None  # told each trial's run id (a class records its runs)
     outbox_frames: int = 20_000
     status: SearchStatus = "running"
     message: str = ""
@@ -280,6 +282,14 @@ class SearchRunner:
             if trial.status in ("pending", "waiting"):
                 trial.status, trial.message = "skipped", "the search was stopped before this trial started"
 
+    def longest_trial(self) -> Experiment:
+        """The first trial's experiment at the search's longest trial length: what a quota or a lesson's locked
+        fields are checked against before the search starts (every trial has the base's network and data)."""
+        steps = max(self.spec.steps, self.spec.fine_length if self.spec.fine_trials else 0)
+        document = self._experiment(self.trials[0])
+        document.train.max_steps = steps
+        return document
+
     def _experiment(self, trial: TrialRecord) -> Experiment:
         c = trial.config
         document = trial_experiment(self.base, c)
@@ -298,7 +308,7 @@ class SearchRunner:
                 return
             try:
                 run = self.scheduler.submit(self.session_id, experiment, request_id=f"search:{self.id}:{trial.index}",
-                                            client_ip=self.client_ip)
+                                            client_ip=self.client_ip, owner=self.owner)
             except ValueError as exc:  # SchedulerError (a ValueError with a code)
                 if getattr(exc, "code", None) not in RETRY_CODES:
                     trial.status, trial.message = "failed", str(exc)
@@ -307,6 +317,8 @@ class SearchRunner:
                 trial.status, trial.message = "waiting", f"waiting for a free slot: {exc}"
                 await asyncio.sleep(RETRY_SECONDS)
         trial.run_id, trial.status, trial.message = run.id, "queued", None
+        if self.on_trial_started is not None:
+            self.on_trial_started(run.id)
         self._in_flight[trial.index] = run.id
         self.max_in_flight = max(self.max_in_flight, len(self._in_flight))
         try:
@@ -444,16 +456,26 @@ class SearchBook:
         self.outbox_frames = outbox_frames
         self._searches: dict[str, SearchRunner] = {}
 
-    def start(self, session_id: str, spec: SearchSpec, base: Experiment, *,
-              client_ip: str | None = None) -> SearchRunner:
-        """Plan and start a search on the running event loop; SearchError if the session already runs one."""
+    def start(self, session_id: str, spec: SearchSpec, base: Experiment, *, client_ip: str | None = None,
+              owner: str | None = None, max_parallel: int | None = None,
+              check: Callable[[SearchRunner], None] | None = None,
+              on_trial_started: Callable[[str], None] | None = None) -> SearchRunner:
+        """Plan and start a search on the running event loop; SearchError if the session already runs one.
+
+        A class member's search (issue 10): ``owner`` is the member, ``max_parallel`` what their quota of runs
+        at once leaves, ``check`` raises if the planned trials break the class's quotas or the lesson's locks
+        (nothing starts then), and ``on_trial_started`` records each trial as the member's run.
+        """
         running = [s for s in self.of(session_id) if s.active]
         if running:
             raise SearchError(f"search {running[0].id} is still running; stop it (DELETE /api/searches/"
                               f"{running[0].id}) or wait for it to finish before starting another")
+        quota = self.quota if max_parallel is None else min(self.quota, max_parallel)
         runner = SearchRunner(secrets.token_hex(6), session_id, spec, base, self.scheduler,
-                              parallel=max(1, min(spec.parallel, self.quota)), client_ip=client_ip,
-                              outbox_frames=self.outbox_frames)
+                              parallel=max(1, min(spec.parallel, quota)), client_ip=client_ip, owner=owner,
+                              on_trial_started=on_trial_started, outbox_frames=self.outbox_frames)
+        if check is not None:
+            check(runner)
         self._searches[runner.id] = runner
         self._forget_old(session_id)
         runner.start()

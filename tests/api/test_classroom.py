@@ -241,6 +241,49 @@ def test_the_class_quotas_hold_for_each_student(srv):
         assert http.get("/api/class/me").json()["runs"] == [first, again]
 
 
+def test_a_students_search_is_held_to_the_class_quotas_and_the_lessons_locks(tmp_path):
+    """A hyperparameter search (lesson 21) is a student's runs: its longest trial must pass the class's quotas,
+    at most their quota of trials trains at once, the trials are theirs (fair share, dashboard), and a lesson
+    that locks the learning rate allows no search over it."""
+    with class_server(tmp_path / "data") as srv:
+        http, _, member = join(srv, "Search Sam")
+        with contextlib.closing(http):
+            def search(**spec: Any) -> httpx.Response:
+                return http.post("/api/searches", json={"experiment": tiny_experiment(10), "trials": 4, "steps": 40,
+                                                        "parallel": 4, **spec})
+
+            long = search(steps=5000)
+            assert long.status_code == 403 and long.json()["code"] == "over_quota", long.text
+            assert "at most 400 steps" in long.json()["detail"] and "Fix:" in long.json()["detail"]
+            long_fine = search(fine_trials=2, fine_steps=1000)  # the fine stage's trials are the longest
+            assert long_fine.status_code == 403 and "takes 1000 steps" in long_fine.json()["detail"]
+            wide = search(experiment=tiny_experiment(10, hidden=600))
+            assert wide.status_code == 403 and "3,002 parameters" in wide.json()["detail"]
+            assert srv.app.state.scheduler.counts().get("active", 0) == 0  # nothing started
+
+            started = search()
+            assert started.status_code == 201, started.text
+            search_id = started.json()["id"]
+            assert started.json()["parallel"] == 1  # QUOTAS: one run at a time in this class
+            deadline = time.monotonic() + HANG_GUARD
+            while (body := http.get(f"/api/searches/{search_id}").json())["status"] == "running":
+                assert time.monotonic() < deadline, body
+                time.sleep(0.1)
+            assert body["status"] == "finished", body
+            runs = [t["run_id"] for t in body["trials"]]
+            assert len(runs) == 4 and all(runs)
+            assert http.get("/api/class/me").json()["runs"] == runs  # the student's runs on the dashboard
+            for run_id in runs:
+                assert srv.app.state.store.get_run(run_id).status == "finished"
+
+            with teacher(srv) as boss:
+                lesson = {"experiment": tiny_experiment(10), "editable": ["train.max_steps"], "source": "preset:spiral"}
+                assert boss.post("/api/class/lesson", json=lesson).status_code == 200
+            locked = search()
+            assert locked.status_code == 403 and locked.json()["code"] == "locked_field", locked.text
+            assert re.search(r"the lesson locks train\.(optimizer\.lr|l2)", locked.json()["detail"]), locked.text
+
+
 def test_students_behind_one_address_are_not_held_to_the_per_address_run_limit(tmp_path):
     with class_server(tmp_path / "data", max_runs_per_ip=1) as srv:
         runs = []

@@ -19,6 +19,7 @@ from server.api.deps import (DatasetCache, get_datasets, get_scheduler, get_sess
                              get_uploads)
 from server.api.openapi import errors
 from server.api.routes.validate import validate_document
+from server.classroom import ClassError, ClassroomService, Member
 from server.config import Settings
 from server.search_runner import SearchBook, SearchError, SearchRunner, SearchSpec
 from server.security import client_ip
@@ -48,7 +49,7 @@ def _owned(book: SearchBook, session_id: str, search_id: str) -> SearchRunner:
     return runner
 
 
-@router.post("/searches", responses=errors(409), status_code=201, summary="Start a hyperparameter search: its trials run as runs")
+@router.post("/searches", responses=errors(403, 409, 429), status_code=201, summary="Start a hyperparameter search: its trials run as runs")
 async def start_search(spec: SearchSpec, request: Request, session_id: str = Depends(get_session_id),
                        book: SearchBook = Depends(get_searches), datasets: DatasetCache = Depends(get_datasets),
                        settings: Settings = Depends(get_settings), store: Store = Depends(get_store),
@@ -61,12 +62,36 @@ async def start_search(spec: SearchSpec, request: Request, session_id: str = Dep
         more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
         return JSONResponse(status_code=422, content={
             "detail": f"experiment: {errors[0]['message']}{more}", "errors": errors})
+    classroom = request.app.state.classroom
+    member = classroom.member_of_session(session_id)
     try:
-        # the trials count against the caller's address like its own runs (max_runs_per_ip)
-        runner = book.start(session_id, spec, experiment, client_ip=client_ip(request.scope))
+        if member is None:
+            # the trials count against the caller's address like its own runs (max_runs_per_ip)
+            runner = book.start(session_id, spec, experiment, client_ip=client_ip(request.scope))
+        else:
+            runner = book.start(session_id, spec, experiment, **_class_terms(classroom, member, report))
     except SearchError as error:
         raise HTTPException(status_code=error.status, detail=str(error)) from None
+    except ClassError as error:
+        return JSONResponse(status_code=error.status, content={"detail": error.message, "code": error.code})
     return runner.to_dict()
+
+
+def _class_terms(classroom: ClassroomService, member: Member, report: dict[str, Any]) -> dict[str, Any]:
+    """How a class member's search runs (issue 10): held to the class's quotas like their own runs.
+
+    Its longest trial must pass what a run of theirs must (steps, parameters, multiply-adds, runs at once, the
+    lesson's locked fields: a lesson that locks the learning rate allows no search over it); at most their
+    quota of runs at once trains, less what they train already; the trials take the student's fair share
+    and are their runs on the teacher's dashboard. The per-address limit is not theirs (a class shares one
+    NAT address), as for their runs.
+    """
+    def check(runner: SearchRunner) -> None:
+        trial = runner.longest_trial()
+        classroom.check_start(member, trial, dict(report, total_steps=trial.train.max_steps))
+
+    return {"owner": member.id, "max_parallel": classroom.runs_left(member),
+            "check": check, "on_trial_started": lambda run_id: classroom.record_run(member.id, run_id)}
 
 
 @router.get("/searches", summary="This session's searches, newest first (without their base experiments)")
