@@ -49,6 +49,7 @@ from bench_server import free_port, percentile, start_server  # noqa: E402
 GOOD_ADDRESS = "127.0.0.1"
 ABUSER_ADDRESS = "127.0.0.2"  # all of 127/8 is loopback on Linux: the server sees a second computer
 GOOD_STEPS = 400  # steps per well-behaved run (about a second on an idle 2-core machine)
+STUDENT_GRACE = 60.0  # seconds past its row's time the student keeps trying for a first run that trains
 REPRO_1 = {"data": {"name": "mnist"}, "network": {"layers": [
     {"kind": "conv2d", "name": "c0", "out_channels": 96, "kernel_size": 3, "padding": 1, "activation": "relu"},
     {"kind": "conv2d", "name": "c1", "out_channels": 96, "kernel_size": 3, "padding": 1, "activation": "relu"},
@@ -121,8 +122,12 @@ async def good_student(server: Server, preset: dict, seconds: float) -> tuple[li
     async with connect(f"{server.ws}?session={session}", max_size=64 * 1024**2,
                        local_addr=(GOOD_ADDRESS, 0)) as ws:
         end = time.perf_counter() + seconds
+        give_up = end + STUDENT_GRACE
         number = 0
         while time.perf_counter() < end or not firsts:
+            if time.perf_counter() > give_up:  # every run failed or was refused: say so instead of trying forever
+                raise SystemExit(f"the student got no first metrics in {seconds + STUDENT_GRACE:g} s; "
+                                 f"its errors: {Counter(errors).most_common(3)}")
             number += 1
             sent = time.perf_counter()
             await ws.send(json.dumps({"cmd": "start", "experiment": document, "id": f"good-{number}"}))
@@ -241,8 +246,32 @@ async def slow_steps(server: Server, got: Counter) -> None:
                         got[message["code"]] += 1
             await asyncio.Event().wait()
         finally:
-            for run_id in live:  # leave nothing running for the next row
-                await ws.send(json.dumps({"cmd": "stop", "run_id": run_id}))
+            await stop_until_ended(ws, live)  # leave nothing running for the next row
+
+
+async def stop_until_ended(ws, run_ids: list[str], guard: float = 20.0) -> None:
+    """Stop these runs and wait for each one's ``final``. A stop sent while the probe flood still fills this
+    connection's command queue is refused with ``too_busy`` (the limit under test): send it again until it is
+    taken. A stop sent once and not checked left the runs training (runs outlive their socket, up to
+    max_run_seconds) and every later row measured the student beside them."""
+    pending = set(run_ids)
+    for run_id in pending:
+        await ws.send(json.dumps({"cmd": "stop", "run_id": run_id, "id": f"stop-{run_id}"}))
+    deadline = time.perf_counter() + guard
+    while pending and time.perf_counter() < deadline:
+        try:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 1.0))
+        except asyncio.TimeoutError:
+            continue
+        if message["type"] == "final":
+            pending.discard(message.get("run_id"))
+        elif message["type"] == "error" and str(message.get("request_id", "")).startswith("stop-"):
+            run_id = message["request_id"].removeprefix("stop-")
+            if message.get("code") == "too_busy" and run_id in pending:
+                await asyncio.sleep(0.2)
+                await ws.send(json.dumps({"cmd": "stop", "run_id": run_id, "id": f"stop-{run_id}"}))
+            else:
+                pending.discard(run_id)  # already ended, or not ours: nothing left to stop
 
 
 def _csv_rows(rows: int) -> bytes:

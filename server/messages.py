@@ -240,7 +240,8 @@ ERROR_CODES: dict[str, str] = {
     "too_large": "reply: a command longer than the server's max_message_bytes; reply to `start`: the run would need "
                  "more memory (max_run_memory_bytes) or more multiply-adds per step (max_step_macs) than the server "
                  "allows at its real batch size (server/cost.py: the message names the largest layer and the fix)",
-    "too_busy": "reply: this connection already has 16 commands being carried out, or the run has a heavy probe "
+    "too_busy": "reply: this connection already has 16 commands being carried out (stop and pause have 16 more "
+                "places of their own, so a page can always stop its run), or the run has a heavy probe "
                 "(gradient_check, fgsm_sweep, optimizer_race, saliency) still being computed, or too many commands "
                 "waiting; wait for the replies",
     "bad_frame": "reply: a binary websocket frame; commands are JSON text frames",

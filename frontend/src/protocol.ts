@@ -343,9 +343,10 @@ export type ErrorCode =
    */
   | "too_large"
   /**
-   * reply: this connection already has 16 commands being carried out, or the run has a heavy probe
-   * (gradient_check, fgsm_sweep, optimizer_race, saliency) still being computed, or too many commands
-   * waiting; wait for the replies
+   * reply: this connection already has 16 commands being carried out (stop and pause have 16 more places
+   * of their own, so a page can always stop its run), or the run has a heavy probe (gradient_check,
+   * fgsm_sweep, optimizer_race, saliency) still being computed, or too many commands waiting; wait for
+   * the replies
    */
   | "too_busy"
   /** reply: a binary websocket frame; commands are JSON text frames */

@@ -46,6 +46,10 @@ TEACHER_COMMANDS = ("subscribe", "unsubscribe", "views", "pause", "resume", "sto
 SET_FIELDS = ("lr", "momentum", "weight_decay", "dropout")
 # Commands of one connection being carried out at once; more are refused with ``too_busy`` (a page sends a few).
 MAX_PENDING_COMMANDS = 16
+# A client may always stop or pause its own run, even one whose other commands fill its queue (a page that
+# fired a burst of probes): these have this many places of their own beyond the limit, so they too are bounded.
+CONTROL_COMMANDS = ("stop", "pause")
+CONTROL_PLACES = 16
 # Probe arguments a client may pass; "class" is the protocol's name for the runner's ``target``.
 PROBE_ARGS = {"index": "index", "class": "target", "target": "target", "layer": "layer", "smoothgrad": "smoothgrad",
               "epsilon": "epsilon", "function": "function", "steps": "steps", "lr": "lr"}  # the last four: issue 11
@@ -284,7 +288,8 @@ class Client:
 
     def _check_not_too_busy(self, name: str) -> None:
         """A bounded queue per connection: a client that fires commands faster than runs answer is told to wait."""
-        if len(self._tasks) >= MAX_PENDING_COMMANDS:
+        limit = MAX_PENDING_COMMANDS + (CONTROL_PLACES if name in CONTROL_COMMANDS else 0)
+        if len(self._tasks) >= limit:
             raise CommandError("too_busy", f"{len(self._tasks)} of your commands are still being carried out; "
                                f"'{name}' was refused. Fix: wait for their replies before sending more")
 
