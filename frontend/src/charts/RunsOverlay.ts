@@ -70,6 +70,14 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/** Whether a series has so few values (two or fewer) that it shows as points, not a line. */
+function fewPoints(values: ArrayLike<number | null | undefined> | undefined): boolean {
+  if (!values) return false;
+  let count = 0;
+  for (let i = 0; i < values.length; i++) if (values[i] != null && ++count > 2) return false;
+  return true;
+}
+
 /** Metric points from a list of objects or from columns ({step: [...], val_acc: [...]}). */
 function toPoints(m: unknown): MetricPoint[] {
   if (Array.isArray(m)) return m.filter(isRecord) as unknown as MetricPoint[];
@@ -450,7 +458,10 @@ export class RunsOverlay {
           stroke: dense && this.runs.length > 1 ? withAlpha(seriesColor(i, p), 0.9) : seriesColor(i, p),
           width: dense ? 1.25 : 2,
           spanGaps: true,
-          points: { show: this.metric.startsWith("val"), size: 4, fill: seriesColor(i, p) },
+          // validation points are few and each matters; a run with one or two points so far has no line to
+          // draw yet, so its points are the curve (a race's runs that just started would be missing otherwise)
+          points: { show: (u: uPlot, si: number) => this.metric.startsWith("val") || fewPoints(u.data[si]), size: 4,
+                    fill: seriesColor(i, p) },
         }))];
         o.hooks = { setCursor: [cursorTooltip(this.tip, (v) => `${this.xKey} ${this.xKey === "step" ? fmtTick(v) : fmt(v, 3)}`, (v) => (isAcc ? fmtPct(v) : fmt(v, 4)))] };
         this.chart = new uPlot(o, [x, ...ys], this.plot);
