@@ -179,10 +179,17 @@ class RunSession:
             max_steps = min(max_steps, self._speed_allowance(t0))
         taken = 0
         self._framed = False
-        self._credited_at = t0  # the time spent waiting for this slice was other runs' (no credit for views)
+        if self.steps_per_s is None:
+            self._credited_at = t0  # the time spent waiting for this slice was other runs' (no credit for views)
+        # With a speed limit the run waits between steps by choice: that time is its own, and its views earn their
+        # share of it (credited from its last step). Otherwise a run slowed to watch it learn (10 steps/s) would
+        # earn almost nothing and its views would hardly move.
+        held = self._views_held
         while taken < max_steps and not self.done:
             messages += self._one_step()
             taken += 1
+            if held and not self._views_held:  # a quick open made its first metrics point: that is all it does
+                break
             if until_frame and self._framed:
                 if taken > 1:
                     break
