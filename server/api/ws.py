@@ -332,7 +332,10 @@ class Client:
     async def _await_command(self, future: Any, run_id: str, request_id: Any) -> None:
         """Report a command's failure to this client (its messages go to every subscriber of the run)."""
         try:
-            await asyncio.wrap_future(future)
+            # Shielded: a command accepted is carried out even if this connection closes meanwhile (a page that
+            # sends stop and leaves). Unshielded, closing cancelled the command's future and the worker skipped
+            # it: 2 of 6 runs stopped that way kept training (until the time limit).
+            await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
             raise
         except SchedulerError as error:

@@ -8,10 +8,11 @@ Timeouts are hang guards only.
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
-from api_helpers import WsClient, is_final, is_type, make_settings, running_server, tiny_experiment
+from api_helpers import HANG_GUARD, WsClient, is_final, is_type, make_settings, running_server, tiny_experiment
 
 from server import protocol
 from server.sessions import SESSION_COOKIE
@@ -224,3 +225,24 @@ def test_a_diverging_run_fails_while_another_finishes(srv):
     with rest(srv, BOB) as http:
         statuses = {r["id"]: r["status"] for r in http.get("/api/runs").json()}
         assert statuses[nan] == "failed" and statuses[good] == "finished"
+
+
+def test_a_stop_sent_just_before_the_socket_closes_still_stops_the_run(srv):
+    """A page that sends stop and leaves: the command was accepted, so it is carried out (closing the socket used
+    to cancel it, and some of those runs trained on until the time limit)."""
+    document = tiny_experiment(10)
+    document["train"].update(max_steps=None, epochs=None)  # until stopped
+    runs = []
+    for _ in range(6):
+        ws = WsClient(srv.ws, srv.session("leaver"))
+        run_id = ws.start(document)
+        ws.until(lambda m, r=run_id: m.get("run_id") == r and m["type"] == "metrics")
+        ws.send(cmd="stop", run_id=run_id)
+        ws.close()
+        runs.append(run_id)
+    scheduler = srv.app.state.scheduler
+    deadline = time.monotonic() + HANG_GUARD
+    while any(scheduler.get(r) is not None and scheduler.get(r).active for r in runs):
+        assert time.monotonic() < deadline, [scheduler.get(r).state for r in runs if scheduler.get(r)]
+        time.sleep(0.05)
+    assert {srv.app.state.store.get_run(r).status for r in runs} == {"stopped"}
