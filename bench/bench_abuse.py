@@ -208,9 +208,8 @@ async def session_minting(server: Server, got: Counter) -> None:
                         break
         await asyncio.Event().wait()  # keep them training
     finally:
-        for ws, run_id in started:  # leave nothing running for the next row
-            await ws.send(json.dumps({"cmd": "stop", "run_id": run_id}))
-        for ws in sockets:
+        for ws in sockets:  # leave nothing running for the next row: stop each socket's runs, wait for their ends
+            await stop_until_ended(ws, [run_id for owner, run_id in started if owner is ws])
             await ws.close()
 
 
