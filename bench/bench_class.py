@@ -484,28 +484,29 @@ def main() -> None:
         outcomes.append(measure("local processes", args.students, args.seconds, {"DLPLAY_ISOLATION": "process"},
                                 not args.no_views))
     if args.compare or args.isolation == "ray":
-        with _ray_cluster(args.ray_address) as address:
-            outcomes.append(measure(f"ray {'local cluster' if args.ray_address is None else address}", args.students,
-                                    args.seconds, {"DLPLAY_ISOLATION": "ray", "DLPLAY_RAY_ADDRESS": address},
+        with _ray_cluster(args.ray_address) as ray_env:
+            label = f"ray {'local cluster' if args.ray_address is None else args.ray_address}"
+            outcomes.append(measure(label, args.students, args.seconds, {"DLPLAY_ISOLATION": "ray", **ray_env},
                                     not args.no_views))
     print_table(outcomes)
 
 
 @contextlib.contextmanager
 def _ray_cluster(address: str | None):
-    """The Ray cluster's address: ``address`` as given, or a local cluster started here for the bench (a head
-    and two worker nodes on this machine, tests/cluster/local_ray_cluster.py) and torn down after it. The
-    worker nodes split this machine's cores between them (1 each on 2 cores): the server drives one run per
-    cluster CPU at a time, as it drives one per core with local processes, so the two compare like for like."""
+    """The server's settings for a Ray cluster: ``address`` as given, or a local cluster started here for the
+    bench (a head and two worker nodes on this machine, tests/cluster/local_ray_cluster.py) and torn down after
+    it. The worker nodes split this machine's cores between them (1 each on 2 cores): the server drives one run
+    per cluster CPU at a time, as it drives one per core with local processes, so the two compare like for like.
+    The server joins the local cluster as the README says to (on a node, with the GCS address; the nodes listen
+    on 127.0.0.2, so it names that address), not through a Ray Client proxy."""
     if address is not None:
-        yield address
+        yield {"DLPLAY_RAY_ADDRESS": address}
         return
     sys.path.insert(0, str(ROOT / "tests" / "cluster"))
-    from local_ray_cluster import local_ray_cluster  # noqa: E402 - needs the [cluster] extra
+    from local_ray_cluster import NODE_IP, local_ray_cluster  # noqa: E402 - needs the [cluster] extra
 
     with local_ray_cluster(worker_nodes=2, cpus_per_node=max(1, (os.cpu_count() or 2) // 2)) as cluster:
-        # ray:// (the client server on the head): the server process is not on the nodes' loopback address
-        yield cluster.client_address
+        yield {"DLPLAY_RAY_ADDRESS": cluster.address, "DLPLAY_RAY_NODE_IP": NODE_IP}
 
 
 if __name__ == "__main__":

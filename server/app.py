@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, *, session_factory: SessionFact
         if settings.isolation == "ray":  # runs train on a Ray cluster (server/ray_backend.py): connect once, now
             from server.ray_backend import connect as connect_ray
 
-            resources = await asyncio.to_thread(connect_ray, settings.ray_address)
+            resources = await asyncio.to_thread(connect_ray, settings.ray_address, settings.ray_node_ip)
             log.info("runs train on the Ray cluster at %s (%g CPUs)", settings.ray_address, resources.get("CPU", 0))
             from server.ray_backend import HOSTS, HOST_READY_SECONDS
 
@@ -235,7 +235,7 @@ def serve(host: str, port: int, open_browser: bool = False, token: str | None = 
         from server.ray_backend import RayUnavailable, connect as connect_ray
 
         try:
-            connect_ray(settings.ray_address)
+            connect_ray(settings.ray_address, settings.ray_node_ip)
         except RayUnavailable as error:
             raise SystemExit(f"dlplay: {error}") from None
     app = create_app(settings)

@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     # runs train on this machine. The web server stays the one place students connect to. Used when isolation
     # is "ray" (`--ray` sets both).
     ray_address: str | None = None
+    # This machine's address on the Ray cluster, when it has several (a GCS address joins through this
+    # machine's raylet, found by this address; None: the one Ray picks, the address that reaches the head).
+    ray_node_ip: str | None = None
 
 
 settings = Settings()

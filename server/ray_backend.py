@@ -109,11 +109,14 @@ _connect_lock = threading.Lock()
 CLIENT_CONNECT_ATTEMPTS = 3
 
 
-def _init(ray: Any, address: str) -> None:
+def _init(ray: Any, address: str, node_ip: str | None) -> None:
+    # The actors' output stays in the cluster's own logs: errors come back in each run's stream.
+    options: dict[str, Any] = {"namespace": RAY_NAMESPACE, "ignore_reinit_error": True, "log_to_driver": False}
+    if node_ip and not address.startswith("ray://"):
+        options["_node_ip_address"] = node_ip  # which of this machine's raylets to join through
     for attempt in range(1, CLIENT_CONNECT_ATTEMPTS + 1):
         try:
-            # The actors' output stays in the cluster's own logs: errors come back in each run's stream.
-            ray.init(address=address, namespace=RAY_NAMESPACE, ignore_reinit_error=True, log_to_driver=False)
+            ray.init(address=address, **options)
             return
         except ConnectionAbortedError as exc:
             if not address.startswith("ray://") or attempt == CLIENT_CONNECT_ATTEMPTS:
@@ -122,12 +125,14 @@ def _init(ray: Any, address: str) -> None:
             time.sleep(1.0)
 
 
-def connect(address: str | None) -> dict[str, float]:
+def connect(address: str | None, node_ip: str | None = None) -> dict[str, float]:
     """Connect this process to the Ray cluster at ``address`` (once; later calls reuse the connection).
 
     ``address``: a cluster's GCS address (``HOST:PORT``, as ``ray start --head`` prints), ``auto`` for one
-    started on this machine, or a Ray Client address ``ray://HOST:PORT``. Returns the cluster's resources
-    (``{"CPU": 16.0, ...}``). Raises RayUnavailable when Ray is missing or the cluster does not answer.
+    started on this machine, or a Ray Client address ``ray://HOST:PORT`` (every call then goes through the
+    client server's proxy: slower). ``node_ip``: this machine's address on the cluster, where it has several
+    (``settings.ray_node_ip``). Returns the cluster's resources (``{"CPU": 16.0, ...}``). Raises
+    RayUnavailable when Ray is missing or the cluster does not answer.
     """
     if not address:
         raise RayUnavailable(
@@ -138,7 +143,7 @@ def connect(address: str | None) -> dict[str, float]:
     with _connect_lock:
         if not ray.is_initialized():
             try:
-                _init(ray, address)
+                _init(ray, address, node_ip)
             except Exception as exc:  # ConnectionError, or whatever the client raises: all mean "not reachable"
                 raise RayUnavailable(
                     f"could not connect to the Ray cluster at {address!r}: {type(exc).__name__}: {exc}. Fix: check "
