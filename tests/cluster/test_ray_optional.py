@@ -73,7 +73,8 @@ def _run_two_runs_on(host: ray_backend.RunHost) -> None:
     assert host.ready()["node_id"] is None and host.ready()["pid"] == os.getpid()  # no Ray here: no node id
     messages, error, state, weights = host.open(_spec("r1"), {"first_steps": 10, "first_seconds": 1.0})
     assert error is None and [m["type"] for m in messages][:3] == ["summary", "status", "metrics"]
-    assert state.steps == 10 and weights is None
+    first_metrics = next(m for m in messages if m["type"] == "metrics")
+    assert state.steps == first_metrics["step"] <= 10 and weights is None  # a quick open ends at its first metrics
     other = host.open(_spec("r2", steps=1000), {"first_steps": 10, "first_seconds": 1.0})
     assert other[1] is None
     pids = {run: host.where(run)["pid"] for run in ("r1", "r2")}
