@@ -73,16 +73,23 @@ def test_repro_1_over_the_websocket_gets_too_large_and_nothing_starts(server):
         assert server.app.state.scheduler.counts() == {"active": 0, "queued": 0}
 
 
+def flood_a_training_run(ws: WsClient, probes: int) -> str:
+    """Start a run that trains until stopped, wait for its first metrics, then send ``probes`` heavy probes at once
+    (ids p0, p1, ...) without reading the replies; returns the run id."""
+    document = tiny_experiment(None, hidden=32)
+    document["train"].update(max_steps=None, epochs=None)
+    run_id = ws.start(document)
+    ws.until(is_type("metrics", run_id))
+    for i in range(probes):
+        ws.send(cmd="probe", run_id=run_id, probe="gradient_check", id=f"p{i}")
+    return run_id
+
+
 def test_a_client_whose_commands_fill_its_queue_can_still_stop_its_run(server):
     """Stop (and pause) have places of their own beyond the connection's command limit: a page that fired a
     burst of heavy probes is not locked out of stopping the run they slow down."""
-    document = tiny_experiment(None, hidden=32)
-    document["train"].update(max_steps=None, epochs=None)
     with WsClient(server.ws, server.session("carol")) as ws:
-        run_id = ws.start(document)
-        ws.until(is_type("metrics", run_id))
-        for i in range(100):
-            ws.send(cmd="probe", run_id=run_id, probe="gradient_check", id=f"p{i}")
+        run_id = flood_a_training_run(ws, 100)
         ws.send(cmd="stop", run_id=run_id, id="stop")
         final = ws.until(is_type("final", run_id))
         assert final["stop_reason"] == "stopped"
@@ -91,13 +98,8 @@ def test_a_client_whose_commands_fill_its_queue_can_still_stop_its_run(server):
 
 
 def test_repro_4_a_probe_flood_is_refused_with_too_busy_and_the_run_keeps_answering(server):
-    document = tiny_experiment(None, hidden=32)
-    document["train"].update(max_steps=None, epochs=None)
     with WsClient(server.ws, server.session("alice")) as ws:
-        run_id = ws.start(document)
-        ws.until(is_type("metrics", run_id))
-        for i in range(600):
-            ws.send(cmd="probe", run_id=run_id, probe="gradient_check", id=f"p{i}")
+        run_id = flood_a_training_run(ws, 600)
         replies: dict[str, dict] = {}
         while len([r for r in replies.values() if r["type"] == "error"]) < 590:
             message = ws.recv()
